@@ -1,0 +1,60 @@
+"""The DataModule: one data set, its fixed held-out split, deterministic training batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from gansweep.data.sampler import IterationBatchSampler
+from gansweep.data.split import Split, load_or_make_split
+
+
+def first_images(dataset: Dataset, indices: list[int]) -> torch.Tensor:
+    """Stack dataset[i][0] for i in indices -> (N, C, H, W)."""
+    return torch.stack([dataset[i][0] for i in indices])
+
+
+class GANData(L.LightningDataModule):
+    """Serves `dataset` (items are (image, ...) tuples) split once by `split_path`.
+
+    Training batches are drawn for GAN iterations [current iteration, iters), so a resumed run
+    continues the exact batch sequence (see `IterationBatchSampler`).
+    """
+
+    def __init__(self, dataset: Dataset, name: str, holdout: int, split_seed: int,
+                 split_path: str | Path, batch_size: int, iters: int, seed: int,
+                 num_workers: int = 0, pin_memory: bool = False):
+        super().__init__()
+        self.dataset, self.name = dataset, name
+        self.batch_size, self.iters, self.seed = batch_size, iters, seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.split_path = Path(split_path)
+        fingerprint = getattr(dataset, "fingerprint", f"{name}-{len(dataset)}")
+        self.split: Split = load_or_make_split(
+            self.split_path, name, fingerprint, len(dataset), split_seed, holdout
+        )
+
+    def _current_iteration(self) -> int:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return getattr(module, "iteration", 0)
+
+    def train_dataloader(self) -> DataLoader:
+        train_set = Subset(self.dataset, self.split.train)
+        sampler = IterationBatchSampler(
+            len(train_set), self.batch_size, self.iters, self.seed, start=self._current_iteration
+        )
+        return DataLoader(
+            train_set, batch_sampler=sampler, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=False,
+        )
+
+    def heldout_images(self, n: int) -> torch.Tensor:
+        """The first n held-out images (n <= holdout): the paper's running/final test sets."""
+        if n > self.split.holdout:
+            raise ValueError(
+                f"asked for {n} held-out images but dataset.holdout is {self.split.holdout}"
+            )
+        return first_images(self.dataset, self.split.heldout[:n])

@@ -1,0 +1,49 @@
+"""Training batches as a pure function of the GAN iteration.
+
+Iteration i uses batch i mod P of pass i div P over the training set (P = batches per pass,
+last partial batch dropped), each pass a permutation seeded by (seed, pass). A run resumed at
+iteration k therefore sees exactly the batches an uninterrupted run sees from k on, with no
+sampler state to checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class IterationBatchSampler(Sampler[list[int]]):
+    """Yields the index batches of iterations [start(), total).
+
+    `len()` is `total`, not the number left: Lightning restores its batch counter on resume
+    and counts on from there, so the epoch ends exactly at `total`.
+    """
+
+    def __init__(self, size: int, batch_size: int, total: int, seed: int,
+                 start: Callable[[], int] = lambda: 0):
+        if batch_size > size:
+            raise ValueError(
+                f"train.batch_size={batch_size} is larger than the training set ({size} images)"
+            )
+        self.size, self.batch_size, self.total, self.seed = size, batch_size, total, seed
+        self.start = start
+        self.per_pass = size // batch_size
+
+    def __len__(self) -> int:
+        return self.total
+
+    def batch(self, iteration: int, perm_cache: dict | None = None) -> list[int]:
+        epoch, b = divmod(iteration, self.per_pass)
+        cache = perm_cache if perm_cache is not None else {}
+        if epoch not in cache:
+            cache.clear()
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            cache[epoch] = torch.randperm(self.size, generator=g)
+        return cache[epoch][b * self.batch_size : (b + 1) * self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        cache: dict = {}
+        for iteration in range(self.start(), self.total):
+            yield self.batch(iteration, cache)

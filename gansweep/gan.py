@@ -1,0 +1,107 @@
+"""The GAN as a LightningModule: the paper's training loop, any architecture x norm.
+
+Per GAN iteration (`shared/paper.md`, "Training"): one D step on a real batch and a fake
+batch (separate forward passes, so BN statistics are per kind of batch), then one G step with
+fresh codes; non-saturating loss with BCE on logits; RMSProp for both networks.
+
+`self.iteration` counts GAN iterations. Lightning's `global_step` counts optimizer steps,
+two per iteration under manual optimisation, so nothing here relies on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+def _plain(cfg: Any) -> Any:
+    """DictConfig -> plain containers, so hyperparameters pickle and print cleanly."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class GAN(L.LightningModule):
+    def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
+                 optimizer: dict, seed: int = 0, n_samples: int = 64):
+        super().__init__()
+        arch, optimizer = _plain(arch), _plain(optimizer)
+        self.save_hyperparameters(
+            dict(arch=arch, norm=norm, image_size=image_size, channels=channels,
+                 optimizer=optimizer, seed=seed, n_samples=n_samples)
+        )
+        self.automatic_optimization = False
+        shape = dict(norm=norm, image_size=image_size, channels=channels)
+        self.generator = instantiate(arch["generator"], **shape)
+        self.discriminator = instantiate(arch["discriminator"], **shape)
+        self.iteration = 0
+        # Codes come from a generator of our own, saved in checkpoints, so a resumed run
+        # draws exactly the codes an uninterrupted one would.
+        self.code_rng = torch.Generator().manual_seed(seed)
+        fixed = torch.randn(n_samples, self.generator.code_dim,
+                            generator=torch.Generator().manual_seed(seed + 10_000))
+        self.register_buffer("fixed_codes", fixed, persistent=False)
+
+    def sample_codes(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.generator.code_dim, generator=self.code_rng)
+        return z.to(self.device)
+
+    def configure_optimizers(self):
+        make = instantiate(self.hparams.optimizer)  # a partial of the optimizer class
+        return make(self.discriminator.parameters()), make(self.generator.parameters())
+
+    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        real = batch[0]  # (B, C, H, W) in [0, 1]
+        n = real.shape[0]
+        opt_d, opt_g = self.optimizers()
+
+        self.toggle_optimizer(opt_d)
+        fake = self.generator(self.sample_codes(n)).detach()
+        d_real = self.discriminator(real)
+        d_fake = self.discriminator(fake)
+        d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
+        d_gen = self.discriminator(self.generator(self.sample_codes(n)))
+        g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        self.iteration += 1
+        losses = {
+            "d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+            "d_real": torch.sigmoid(d_real).mean().detach(),
+            "d_fake": torch.sigmoid(d_fake).mean().detach(),
+        }
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
+        self.log("trainer/iter", float(self.iteration))
+        return losses
+
+    @torch.no_grad()
+    def samples(self, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """G(codes) in eval mode (default: the fixed codes of the sample grids)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(self.fixed_codes if codes is None else codes.to(self.device))
+        finally:
+            self.generator.train(was_training)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gansweep"] = {"iteration": self.iteration,
+                                  "code_rng": self.code_rng.get_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["gansweep"]
+        self.iteration = state["iteration"]
+        self.code_rng.set_state(state["code_rng"])

@@ -1,0 +1,134 @@
+"""The paper's layers: weight-normalised Linear/Conv2d/ConvTranspose2d, TPReLU, WN addition.
+
+Xiang & Li, "On the Effects of Batch and Weight Normalization in Generative Adversarial
+Networks" (arXiv 1704.03971), section 3; `shared/paper.md` "Layers" is the reference.
+
+- Strict WN:  y = (w . x) / ||w||            (no gain, no bias)
+- Affine WN:  y = gamma * (w . x) / ||w|| + beta
+  ||w|| is per output unit, over every other weight axis, with an eps inside the root.
+- Transposed convs are multiplied by sqrt(stride_h * stride_w): each output pixel sees only
+  1 / (s_h * s_w) of the taps, so without it the output variance would depend on the stride.
+- Gradients come from autograd through the formula. The authors' first hand-written backward
+  was wrong; autograd is the true gradient by construction.
+
+The WN layers subclass the torch layers so they keep torch's default init and attributes
+(`in_channels`, `stride`, ...); only `forward` changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPS = 1e-6
+
+
+def unit_norm(weight: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """`weight` divided by its L2 norm per slice along `out_dim` (over all other axes)."""
+    dims = [d for d in range(weight.dim()) if d != out_dim]
+    return weight / torch.sqrt(weight.pow(2).sum(dim=dims, keepdim=True) + EPS)
+
+
+def _per_channel(param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-channel vector to broadcast over dim 1 of `like` ((B, C) or (B, C, H, W))."""
+    return param.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+class _Affine(nn.Module):
+    """gamma * y + beta per output channel; the affine half of affine WN (identity if strict)."""
+
+    def _init_affine(self, channels: int, affine: bool) -> None:
+        self.affine = affine
+        if affine:
+            self.gamma = nn.Parameter(torch.ones(channels))
+            self.beta = nn.Parameter(torch.zeros(channels))
+
+    def _apply_affine(self, y: torch.Tensor) -> torch.Tensor:
+        if not self.affine:
+            return y
+        return _per_channel(self.gamma, y) * y + _per_channel(self.beta, y)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", affine={self.affine}"
+
+
+class WNLinear(_Affine, nn.Linear):
+    """Strict (affine=False) or affine weight-normalised linear layer."""
+
+    def __init__(self, in_features: int, out_features: int, affine: bool = False):
+        nn.Linear.__init__(self, in_features, out_features, bias=False)
+        self._init_affine(out_features, affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply_affine(F.linear(x, unit_norm(self.weight, out_dim=0)))
+
+
+class WNConv2d(_Affine, nn.Conv2d):
+    """Strict or affine weight-normalised convolution; weight (out, in, kh, kw)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, affine=False):
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        self._init_affine(out_channels, affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = unit_norm(self.weight, out_dim=0)
+        return self._apply_affine(F.conv2d(x, w, None, self.stride, self.padding))
+
+
+class WNConvTranspose2d(_Affine, nn.ConvTranspose2d):
+    """Strict or affine weight-normalised transposed convolution; weight (in, out, kh, kw).
+
+    The output is scaled by sqrt(stride_h * stride_w) (paper, section 3.2).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, affine=False):
+        nn.ConvTranspose2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, bias=False
+        )
+        self._init_affine(out_channels, affine)
+        self.stride_gain = math.sqrt(self.stride[0] * self.stride[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = unit_norm(self.weight, out_dim=1) * self.stride_gain
+        y = F.conv_transpose2d(x, w, None, self.stride, self.padding)
+        return self._apply_affine(y)
+
+
+class TPReLU(nn.Module):
+    """Translated parametric ReLU: x if x >= a, else p * (x - a) + a.
+
+    `a` (the threshold that absorbs the removed bias) per channel, init 0; slope `p` per
+    channel, init 0.25, clamped to [0, 1] in forward (the authors clamp after every optimiser
+    step; clamping here is equivalent and needs no extra hook).
+    """
+
+    def __init__(self, channels: int, slope: float = 0.25):
+        super().__init__()
+        self.threshold = nn.Parameter(torch.zeros(channels))
+        self.slope = nn.Parameter(torch.full((channels,), slope))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = _per_channel(self.threshold, x)
+        p = _per_channel(self.slope.clamp(0.0, 1.0), x)
+        return torch.where(x >= a, x, p * (x - a) + a)
+
+
+class WNAddition(nn.Module):
+    """(u * residual + v * shortcut) / sqrt(u^2 + v^2 + eps), per channel; init u=0, v=1.
+
+    With u = 0 a fresh block outputs exactly its shortcut (up to the eps).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.u = nn.Parameter(torch.zeros(channels))
+        self.v = nn.Parameter(torch.ones(channels))
+
+    def forward(self, residual: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(self.u.pow(2) + self.v.pow(2) + EPS)
+        u = _per_channel(self.u * scale, residual)
+        v = _per_channel(self.v * scale, residual)
+        return u * residual + v * shortcut

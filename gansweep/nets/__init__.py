@@ -1,0 +1,1 @@
+"""Architectures: one module each, exporting `Generator` and `Discriminator`."""

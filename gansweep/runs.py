@@ -1,0 +1,49 @@
+"""Run and sweep directory names derived from the command line, never from the clock.
+
+Re-running the same command finds the same directory again, which is how runs resume and
+sweeps skip finished runs. The config uses them as resolvers:
+
+    hydra.run.dir:      outputs/runs/${gansweep.run_name:${hydra:job.override_dirname}}
+    hydra.sweep.dir:    outputs/sweeps/${gansweep.sweep_name:${hydra.overrides.task},...}
+    hydra.sweep.subdir: ${gansweep.run_name:${hydra:job.override_dirname}}
+
+`sweep_name` is made from the sweep's own overrides (e.g. `norm=vanilla,bn,wn`). It is a
+cached resolver, and OmegaConf keys its cache by the argument *text*: Hydra copies the
+launching process's cache into every job's config (locally and through submitit), so each job
+gets the sweep's name rather than one made from its own single overrides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from omegaconf import OmegaConf
+
+MAX_NAME = 200  # under the 255-byte limit of a path component, with room to spare
+
+
+def _bounded(name: str) -> str:
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_NAME - 11]}-{digest}"
+
+
+def run_name(override_dirname: str) -> str:
+    """The job's overrides as Hydra joins them (`norm=bn,seed=1`), or `default` if none."""
+    return _bounded(override_dirname.replace("/", "-") or "default")
+
+
+def sweep_name(task_overrides: list[str], exclude_keys: list[str]) -> str:
+    """The sweep's task overrides, sorted, joined by '+', minus the keys runs ignore."""
+    items = sorted(o for o in task_overrides if o.split("=", 1)[0] not in set(exclude_keys))
+    return _bounded("+".join(items).replace("/", "-") or "default")
+
+
+def register() -> None:
+    if not OmegaConf.has_resolver("gansweep.run_name"):
+        OmegaConf.register_new_resolver("gansweep.run_name", run_name)
+        OmegaConf.register_new_resolver("gansweep.sweep_name", sweep_name, use_cache=True)
+
+
+register()

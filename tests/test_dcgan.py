@@ -1,0 +1,93 @@
+"""DCGAN shapes, ranges, levels, and that each norm variant really contains its norm."""
+
+import pytest
+import torch
+from torch import nn
+
+from gansweep.layers import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
+from gansweep.nets.dcgan import Discriminator, Generator, dcgan_levels
+
+NORMS = ["vanilla", "bn", "wn"]
+
+
+@pytest.mark.parametrize("size, levels, final", [(16, 2, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4),
+                                                 (48, 3, 6)])
+def test_levels_follow_image_size(size, levels, final):
+    assert dcgan_levels(size) == (levels, final)
+
+
+@pytest.mark.parametrize("size", [4, 7, 36, 100])
+def test_bad_image_size_is_a_clear_error(size):
+    with pytest.raises(ValueError, match="image size|at least 8 px"):
+        dcgan_levels(size)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_shapes_and_ranges(norm, size):
+    g = Generator(norm, size, channels=3, width=8, code_dim=16)
+    d = Discriminator(norm, size, channels=3, width=8)
+    x = g(torch.randn(2, 16))
+    assert x.shape == (2, 3, size, size)
+    assert x.min() >= 0 and x.max() <= 1
+    logits = d(x)
+    assert logits.shape == (2,)
+    assert torch.isfinite(logits).all()
+
+
+def test_widths_double_per_level():
+    d = Discriminator("vanilla", 64, width=64)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    assert convs[-1].kernel_size == (4, 4)
+    g = Generator("vanilla", 64, width=64, code_dim=128)
+    assert g.project.out_features == 512 * 4 * 4
+    deconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [c.out_channels for c in deconvs] == [256, 128, 64, 3]
+
+
+def modules_of(net, kind):
+    return [m for m in net.modules() if type(m) is kind]
+
+
+@pytest.mark.parametrize("net", ["G", "D"])
+def test_vanilla_has_plain_layers_with_bias_and_prelu(net):
+    m = Generator("vanilla", 32) if net == "G" else Discriminator("vanilla", 32)
+    assert not modules_of(m, nn.BatchNorm2d)
+    assert not any(isinstance(x, (WNLinear, WNConv2d, WNConvTranspose2d, TPReLU))
+                   for x in m.modules())
+    weighted = [x for x in m.modules() if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    assert weighted and all(x.bias is not None for x in weighted)
+    assert modules_of(m, nn.PReLU)
+
+
+def test_bn_placement_follows_the_paper():
+    g, d = Generator("bn", 64), Discriminator("bn", 64)
+    # G: after the reshaped linear and every transposed conv but the output (4 levels -> 4 BN)
+    assert len(modules_of(g, nn.BatchNorm2d)) == 4
+    # D: after every conv but the first and the final one (4 levels -> 3 BN)
+    assert len(modules_of(d, nn.BatchNorm2d)) == 3
+    assert d.body[0].bias is not None  # D's first conv has no BN after it, so it keeps a bias
+    assert d.head.bias is not None and g.body[-2].bias is not None
+    for net in (g, d):
+        assert not any(isinstance(x, (WNLinear, WNConv2d, WNConvTranspose2d, TPReLU))
+                       for x in net.modules())
+
+
+@pytest.mark.parametrize("net", ["G", "D"])
+def test_wn_has_no_plain_weighted_layer_and_affine_outputs(net):
+    m = Generator("wn", 32) if net == "G" else Discriminator("wn", 32)
+    for plain in (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.PReLU):
+        assert not modules_of(m, plain), f"plain {plain.__name__} in the WN {net}"
+    wn = [x for x in m.modules() if isinstance(x, (WNLinear, WNConv2d, WNConvTranspose2d))]
+    assert [x.affine for x in wn] == [False] * (len(wn) - 1) + [True]  # only the output affine
+    assert len(modules_of(m, TPReLU)) == len(wn) - 1  # every hidden layer has its TPReLU
+    assert all(x.bias is None for x in wn)
+
+
+def test_first_generator_layer_is_scaled_down():
+    torch.manual_seed(0)
+    g = Generator("vanilla", 32, code_dim=128)
+    reference = nn.Linear(128, g.project.out_features)  # torch's default init, same shapes
+    ratio = (g.project.weight.abs().mean() / reference.weight.abs().mean()).item()
+    assert ratio == pytest.approx(0.01, rel=0.1)

@@ -1,0 +1,75 @@
+"""The real entry point, `python -m gansweep`, as a user runs it: single run, -m, a wheel."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def gansweep(cwd, *args, python=sys.executable, env=None):
+    proc = subprocess.run([python, "-m", "gansweep", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def run_dirs(out):
+    return [Path(line.split("outputs in ")[1]) for line in out.splitlines() if "outputs in " in line]
+
+
+def test_single_run_writes_a_findable_run_directory(tmp_path):
+    out = gansweep(tmp_path, *TINY, "seed=3")
+    (run,) = run_dirs(out)
+    # named by its overrides, minus those that do not change results
+    expected = ",".join(sorted(o for o in [*TINY, "seed=3"] if "progress_bar" not in o))
+    assert run == tmp_path / "outputs" / "runs" / expected
+    for name in ("config.yaml", "split.json", "train.csv", "checkpoints/last.ckpt",
+                 "samples/iter_000006.png", ".hydra/overrides.yaml"):
+        assert (run / name).exists(), name
+    # the same command again finds the same directory, which is already complete
+    again = gansweep(tmp_path, *TINY, "seed=3")
+    assert "finished at iteration 6" in again
+    assert run_dirs(again) == [run]
+    assert [p.name for p in (tmp_path / "outputs" / "runs").iterdir()] == [run.name]
+
+
+def test_multirun_runs_each_norm_one_after_another(tmp_path):
+    out = gansweep(tmp_path, "-m", "norm=vanilla,bn,wn", *TINY)
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert sweep.name.startswith("arch.") and "+norm=vanilla,bn,wn+" in sweep.name
+    runs = run_dirs(out)
+    assert [r.parent for r in runs] == [sweep] * 3
+    for run, norm in zip(runs, ["vanilla", "bn", "wn"]):  # in order, one process
+        assert f"norm={norm}," in run.name
+        assert (run / "checkpoints" / "last.ckpt").exists()
+        assert f"norm: {norm}" in (run / "config.yaml").read_text()
+    assert out.count("finished at iteration 6") == 3
+    assert (sweep / "multirun.yaml").exists()
+    # re-running the same sweep finds the same directories (later: skips finished runs)
+    again = gansweep(tmp_path, "-m", "norm=vanilla,bn,wn", *TINY)
+    assert run_dirs(again) == runs
+
+
+def test_configs_are_found_from_an_installed_wheel(tmp_path):
+    """Built as a wheel and installed non-editable, away from the checkout, the app still
+    composes its configs and trains."""
+    dist, site, work = tmp_path / "dist", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = dist.glob("gansweep-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(wheel)], check=True, capture_output=True)
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    where = subprocess.run([sys.executable, "-c", "import gansweep; print(gansweep.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(site))  # the wheel's copy, not the checkout
+    out = gansweep(work, *TINY, env=env)
+    assert "finished at iteration 6" in out
+    assert (site / "gansweep" / "conf" / "norm" / "wn.yaml").exists()

@@ -1,27 +1,41 @@
 """Callbacks that write a run's outputs, keyed on the GAN iteration (not `global_step`).
 
-- `IterationCheckpoint`: `checkpoints/last.ckpt` every N iterations and at the end.
-  Lightning's `ModelCheckpoint` counts optimizer steps (two per iteration under manual
-  optimisation) and special-cases manual optimisation with warnings, so the trigger is ours;
-  the checkpoint itself is Lightning's full `trainer.save_checkpoint` (model, optimisers,
-  loops, callbacks), written to a temporary file and renamed so a kill never leaves a torn one.
+Each fires every N iterations and at the last one (`train.iters`).
+
+- `RunningRecon`: the paper's running test:
+  `recon.csv`, the logged `recon/running`, and `checkpoints/best.ckpt` on each improvement.
+- `IterationCheckpoint`: `checkpoints/last.ckpt`.
 - `SampleGrids`: `samples/iter_XXXXXX.png` from fixed codes, via torchvision's `save_image`.
-- `LossHistory`: `train.csv`, one row per iteration. On resume it keeps only rows up to the
-  restored iteration, so the file continues without gaps or duplicates.
+- `LossHistory`: `train.csv`, one row per iteration.
+- `IterationProgressBar`: Lightning's bar, counting GAN iterations.
+
+Lightning's `ModelCheckpoint` counts optimizer steps (two per GAN iteration under manual
+optimisation) and special-cases manual optimisation with warnings, so the triggers are ours;
+the checkpoints are Lightning's full `trainer.save_checkpoint` (model, optimisers, loops,
+callback states), written to a temporary file and renamed so a kill never leaves a torn one.
+
+Order matters: `IterationCheckpoint` goes last, so a checkpoint taken at iteration k holds
+everything done at k (the evaluation's best-so-far state, its `recon.csv` row); a run
+resumed from it goes on with iteration k + 1.
 """
 
 from __future__ import annotations
 
-import csv
+import math
 import os
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import save_image
+
+from gansweep.history import IterationCsv
+from gansweep.recon import ReconSettings, reconstruct
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     """`trainer.save_checkpoint` to `path` via a temporary file (every rank must call it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     trainer.save_checkpoint(tmp, weights_only=False)
     if trainer.is_global_zero:
@@ -29,94 +43,124 @@ def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     trainer.strategy.barrier("atomic_save_checkpoint")
 
 
-class IterationCheckpoint(L.Callback):
-    def __init__(self, dirpath: str | Path, every: int):
-        self.dirpath, self.every = Path(dirpath), every
+class _EveryN(L.Callback):
+    """Calls `self.run(trainer, module)` every `every` iterations and at iteration `last`."""
 
-    @property
-    def last(self) -> Path:
-        return self.dirpath / "last.ckpt"
+    def __init__(self, every: int, last: int):
+        self.every, self.last = every, last
+
+    def run(self, trainer, pl_module) -> None:
+        raise NotImplementedError
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.iteration % self.every == 0 or pl_module.iteration == self.last:
+            self.run(trainer, pl_module)
+
+
+class RunningRecon(_EveryN):
+    """The paper's running test on the first `n_images` held-out images."""
+
+    def __init__(self, every: int, last: int, n_images: int, settings: ReconSettings,
+                 csv_path, best_path):
+        super().__init__(every, last)
+        self.n_images, self.settings = n_images, settings
+        self.csv = IterationCsv(csv_path, ["recon_mse"])
+        self.best_path = Path(best_path)
+        self.best_loss, self.best_iter = math.inf, None
+
+    def setup(self, trainer, pl_module, stage):
+        self.images = trainer.datamodule.heldout_images(self.n_images)
 
     def on_train_start(self, trainer, pl_module):
-        self.dirpath.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            self.csv.open(resumed_at=pl_module.iteration)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.iteration % self.every == 0:
-            atomic_save_checkpoint(trainer, self.last)
+    def run(self, trainer, pl_module):
+        loss = reconstruct(pl_module.generator, self.images, self.settings).mean
+        if trainer.is_global_zero:
+            self.csv.write(pl_module.iteration, {"recon_mse": loss})
+        # Straight to the loggers: a value `self.log`ged from a callback is repeated at later
+        # steps until overwritten, which would turn the series into a staircase.
+        for logger in trainer.loggers:
+            logger.log_metrics({"recon/running": loss, "trainer/iter": pl_module.iteration},
+                               step=trainer.global_step)
+        if loss < self.best_loss:
+            self.best_loss, self.best_iter = loss, pl_module.iteration
+            atomic_save_checkpoint(trainer, self.best_path)
 
     def on_train_end(self, trainer, pl_module):
-        atomic_save_checkpoint(trainer, self.last)
+        self.csv.close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.csv.close()
+
+    def state_dict(self):
+        return {"best_loss": self.best_loss, "best_iter": self.best_iter}
+
+    def load_state_dict(self, state_dict):
+        self.best_loss, self.best_iter = state_dict["best_loss"], state_dict["best_iter"]
 
 
-class SampleGrids(L.Callback):
-    def __init__(self, dirpath: str | Path, every: int):
-        self.dirpath, self.every = Path(dirpath), every
+class IterationCheckpoint(_EveryN):
+    def __init__(self, path: str | Path, every: int, last: int):
+        super().__init__(every, last)
+        self.path = Path(path)
 
-    def save(self, pl_module) -> Path:
-        path = self.dirpath / f"iter_{pl_module.iteration:06d}.png"
-        if pl_module.trainer.is_global_zero:
+    def run(self, trainer, pl_module):
+        atomic_save_checkpoint(trainer, self.path)
+
+
+class SampleGrids(_EveryN):
+    def __init__(self, dirpath: str | Path, every: int, last: int):
+        super().__init__(every, last)
+        self.dirpath = Path(dirpath)
+
+    def run(self, trainer, pl_module):
+        if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             images = pl_module.samples()
-            save_image(images, path, nrow=int(len(images) ** 0.5), padding=2, pad_value=0.5)
-        return path
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.iteration % self.every == 0:
-            self.save(pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.save(pl_module)
+            save_image(images, self.dirpath / f"iter_{pl_module.iteration:06d}.png",
+                       nrow=round(math.sqrt(len(images))), padding=2, pad_value=0.5)
 
 
 class LossHistory(L.Callback):
     """Appends the dict that `training_step` returns to a CSV, one row per iteration."""
 
     def __init__(self, path: str | Path, columns: list[str]):
-        self.path, self.columns = Path(path), ["iter", *columns]
-        self._file = None
+        self.csv = IterationCsv(path, columns)
+        self._open = False
 
     def on_train_start(self, trainer, pl_module):
-        if not trainer.is_global_zero:
-            return
-        keep_rows_up_to(self.path, pl_module.iteration, self.columns)
-        self._file = open(self.path, "a", newline="", buffering=1)
-        self._writer = csv.writer(self._file)
+        if trainer.is_global_zero:
+            self.csv.open(resumed_at=pl_module.iteration)
+            self._open = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._file is None:
-            return
-        values = [f"{float(outputs[c]):.6g}" for c in self.columns[1:]]
-        self._writer.writerow([pl_module.iteration, *values])
+        if self._open:
+            self.csv.write(pl_module.iteration, outputs)
 
     def on_train_end(self, trainer, pl_module):
-        self.close()
+        self.csv.close()
 
     def on_exception(self, trainer, pl_module, exception):
-        self.close()
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.csv.close()
 
 
-def keep_rows_up_to(path: Path, iteration: int, columns: list[str]) -> None:
-    """Rewrite a per-iteration CSV with its header and only rows with iter <= `iteration`.
+class IterationProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, labelled and counted in GAN iterations.
 
-    Drops rows written after the checkpoint being resumed and a torn last line from a kill.
-    Written to a temporary file and renamed, so a kill here loses nothing either.
+    One batch is one iteration and a run is one "epoch" (see `IterationBatchSampler`), so the
+    bar's position is the iteration; a resumed run starts the bar at its iteration, which
+    keeps the it/s figure right.
     """
-    rows = []
-    if path.exists():
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if None in row.values() or None in row:  # torn line
-                    continue
-                if row.get("iter", "").isdigit() and int(row["iter"]) <= iteration:
-                    rows.append([row[c] for c in columns])
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description("GAN iteration")
+        self.train_progress_bar.initial = pl_module.iteration
+        self.train_progress_bar.n = pl_module.iteration
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics

@@ -22,18 +22,21 @@ class Layers:
     """vanilla: plain layers with bias and PReLU. Base class of every variant."""
 
     name = "vanilla"
+    has_post = False  # True where `post` is a real norm layer
 
-    # Hidden layers: `normed=False` marks one the variant leaves without `post` (BN's first
-    # D conv); only layers followed by a real norm drop their bias.
+    # Hidden layers: `normed=False` marks one the architecture leaves without `post` (D's
+    # first conv); only layers followed by a real norm drop their bias.
+    def _bias(self, normed: bool) -> bool:
+        return not (normed and self.has_post)
+
     def linear(self, cin: int, cout: int, normed: bool = True) -> nn.Module:
-        return nn.Linear(cin, cout, bias=not (normed and self.has_post))
+        return nn.Linear(cin, cout, bias=self._bias(normed))
 
     def conv(self, cin, cout, kernel, stride=1, padding=0, normed=True) -> nn.Module:
-        return nn.Conv2d(cin, cout, kernel, stride, padding, bias=not (normed and self.has_post))
+        return nn.Conv2d(cin, cout, kernel, stride, padding, bias=self._bias(normed))
 
     def conv_t(self, cin, cout, kernel, stride=1, padding=0, normed=True) -> nn.Module:
-        bias = not (normed and self.has_post)
-        return nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=bias)
+        return nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=self._bias(normed))
 
     def out_conv(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
         """A network's last conv: never followed by a norm, always with a bias/affine."""
@@ -41,8 +44,6 @@ class Layers:
 
     def out_conv_t(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
         return nn.ConvTranspose2d(cin, cout, kernel, stride, padding)
-
-    has_post = False  # True where `post` is a real norm layer
 
     def post(self, channels: int) -> nn.Module:
         """What follows a normed hidden layer before its activation (BN for `bn`)."""

@@ -1,13 +1,16 @@
-"""All the wiring of one run: data, model, callbacks, trainer; fit; report where outputs are.
+"""All the wiring of one run: data, model, callbacks, trainer; fit; final test; summary.
 
 `train(cfg)` takes a composed config, so tests call it directly; `python -m gansweep` wraps it
-with `@hydra.main` (see `__main__.py`). A run directory that already holds
-`checkpoints/last.ckpt` is resumed from it: re-running the same command continues the run.
+with `@hydra.main` (see `__main__.py`). Re-running a run directory continues it:
+- `summary.json` says finished: nothing to do;
+- `checkpoints/last.ckpt` exists: training resumes from it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +19,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep.callbacks import IterationCheckpoint, LossHistory, SampleGrids
+from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
+                                RunningRecon, SampleGrids)
+from gansweep.evaluate import load_generator
+from gansweep.recon import ReconSettings, reconstruct
 
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
@@ -28,9 +34,30 @@ if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").removeHandler(handler)
 
 
+def read_summary(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, run_dir / "summary.json")
+
+
+def recon_settings(cfg: DictConfig) -> ReconSettings:
+    """The paper's reconstruction protocol with `cfg`'s steps, lr and chunk size."""
+    return ReconSettings(steps=cfg.steps, lr=cfg.lr, chunk_size=cfg.chunk_size)
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     run_dir = Path(cfg.run_dir)
+    done = read_summary(run_dir)
+    if done and done.get("status") == "finished":
+        print(f"gansweep: run already finished at iteration {done['iters_done']}, skipped; "
+              f"outputs in {run_dir}")
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -38,16 +65,43 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     data = instantiate(cfg.data)
     shutil.copyfile(data.split_path, run_dir / "split.json")  # the run keeps its own copy
     model = instantiate(cfg.model)
-    checkpoints = IterationCheckpoint(run_dir / "checkpoints", cfg.train.ckpt_every)
+    ckpt_dir = run_dir / "checkpoints"
+    iters = cfg.train.iters
+    recon = RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
+                         run_dir / "recon.csv", ckpt_dir / "best.ckpt")
+    last = IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters)
     callbacks = [
-        checkpoints,
-        SampleGrids(run_dir / "samples", cfg.train.sample_every),
+        recon,
+        SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
         LossHistory(run_dir / "train.csv", LOSS_COLUMNS),
         *callbacks,
+        last,  # last: a checkpoint at iteration k then holds all of k's work
     ]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(IterationProgressBar())
     trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir)
-    resume = checkpoints.last if checkpoints.last.exists() else None
-    trainer.fit(model, datamodule=data, ckpt_path=resume)
+    trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
+
     if trainer.is_global_zero:
-        print(f"gansweep: run finished at iteration {model.iteration}; outputs in {run_dir}")
+        final = final_test(cfg, data, ckpt_dir / "best.ckpt")
+        write_summary(run_dir, {
+            "status": "finished",
+            "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+            "seed": cfg.seed, "iters_done": model.iteration,
+            "best_iter": recon.best_iter, "running_loss": recon.best_loss,
+            "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
+            **final,
+        })
+        print(f"gansweep: run finished at iteration {model.iteration}: best running "
+              f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
+              f"final {final['final_loss']:.6f}; outputs in {run_dir}")
     return run_dir
+
+
+def final_test(cfg: DictConfig, data, best: Path) -> dict:
+    """The paper's final test: the best checkpoint on the final set, with more z steps."""
+    generator, iteration = load_generator(best)
+    images = data.heldout_images(cfg.final.n_images)
+    rec = reconstruct(generator, images, recon_settings(cfg.final))
+    return {"final_loss": rec.mean, "final_iter": iteration, "final_n_images": len(images),
+            "final_steps": cfg.final.steps}

@@ -11,6 +11,7 @@ import gansweep.runs  # noqa: F401  (resolvers the root config uses)
 TINY = [
     "train.iters=6", "train.ckpt_every=3", "train.sample_every=3",
     "arch.generator.width=8", "arch.discriminator.width=8", "arch.generator.code_dim=16",
+    "recon.every=3", "recon.n_images=8", "recon.steps=5", "final.n_images=16", "final.steps=10",
     "trainer.enable_progress_bar=false",
 ]
 

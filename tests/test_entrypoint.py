@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY
+from gansweep.runs import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -28,13 +29,14 @@ def test_single_run_writes_a_findable_run_directory(tmp_path):
     (run,) = run_dirs(out)
     # named by its overrides, minus those that do not change results
     expected = ",".join(sorted(o for o in [*TINY, "seed=3"] if "progress_bar" not in o))
-    assert run == tmp_path / "outputs" / "runs" / expected
+    assert run == tmp_path / "outputs" / "runs" / run_name(expected)  # bounded if long
+    assert run.name[:100] == expected[:100]
     for name in ("config.yaml", "split.json", "train.csv", "checkpoints/last.ckpt",
                  "samples/iter_000006.png", ".hydra/overrides.yaml"):
         assert (run / name).exists(), name
     # the same command again finds the same directory, which is already complete
     again = gansweep(tmp_path, *TINY, "seed=3")
-    assert "finished at iteration 6" in again
+    assert "already finished at iteration 6, skipped" in again
     assert run_dirs(again) == [run]
     assert [p.name for p in (tmp_path / "outputs" / "runs").iterdir()] == [run.name]
 
@@ -54,6 +56,7 @@ def test_multirun_runs_each_norm_one_after_another(tmp_path):
     # re-running the same sweep finds the same directories (later: skips finished runs)
     again = gansweep(tmp_path, "-m", "norm=vanilla,bn,wn", *TINY)
     assert run_dirs(again) == runs
+    assert again.count("already finished at iteration 6, skipped") == 3
 
 
 def test_configs_are_found_from_an_installed_wheel(tmp_path):

@@ -1,6 +1,7 @@
 """`train(cfg)` on the real composed config, tiny and on CPU: outputs, counting, resume."""
 
 import csv
+import json
 
 import lightning as L
 import pytest
@@ -32,6 +33,23 @@ def test_every_norm_trains_and_writes_its_outputs(make_cfg, norm):
     assert ckpt["gansweep"]["iteration"] == 6
     assert ckpt["global_step"] == 12  # Lightning counts 2 optimizer steps per iteration
     assert (run / "split.json").read_text() == (run.parent / "splits" / "digits-seed0.json").read_text()
+    recon = read_csv(run / "recon.csv")
+    assert [int(r["iter"]) for r in recon] == [3, 6]  # recon.every=3
+    assert all(0 < float(r["recon_mse"]) < 1 for r in recon)
+    summary = json.loads((run / "summary.json").read_text())
+    losses = {int(r["iter"]): float(r["recon_mse"]) for r in recon}
+    best_iter = min(losses, key=losses.get)
+    assert summary["best_iter"] == best_iter
+    assert summary["running_loss"] == pytest.approx(losses[best_iter], rel=1e-6)
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["gansweep"]["iteration"] == best_iter == summary["final_iter"]
+    assert summary | {"final_loss": 0} == {
+        "status": "finished", "norm": norm, "arch": "dcgan", "dataset": "digits", "seed": 0,
+        "iters_done": 6, "best_iter": best_iter, "running_loss": summary["running_loss"],
+        "running_n_images": 8, "running_steps": 5, "final_loss": 0, "final_iter": best_iter,
+        "final_n_images": 16, "final_steps": 10,
+    }
+    assert 0 < summary["final_loss"] < 1
 
 
 def test_iterations_are_gan_iterations_not_optimizer_steps(make_cfg):
@@ -76,8 +94,10 @@ def test_a_rerun_after_a_crash_resumes_and_continues_the_csv(make_cfg):
     run = crash_then_rerun(cfg, crash_at=5)  # crash after row 5, checkpoint at 3
     rows = read_csv(run / "train.csv")
     assert [int(r["iter"]) for r in rows] == list(range(1, 7))  # no gap, no duplicate
+    assert [int(r["iter"]) for r in read_csv(run / "recon.csv")] == [3, 6]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["gansweep"]["iteration"] == 6
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
 def test_resumed_run_matches_uninterrupted_run(make_cfg, tmp_path):
@@ -85,14 +105,28 @@ def test_resumed_run_matches_uninterrupted_run(make_cfg, tmp_path):
     interrupted (CPU): data order, codes and optimiser state all come back."""
     straight = train(make_cfg(f"run_dir={tmp_path}/straight"))
     resumed = crash_then_rerun(make_cfg(f"run_dir={tmp_path}/resumed"), crash_at=5)
-    assert read_csv(resumed / "train.csv") == read_csv(straight / "train.csv")
+    for name in ("train.csv", "recon.csv"):
+        assert read_csv(resumed / name) == read_csv(straight / name)
+    assert json.loads((resumed / "summary.json").read_text()) == \
+        json.loads((straight / "summary.json").read_text())
 
 
-def test_rerunning_a_finished_run_changes_nothing(make_cfg):
+def test_rerunning_a_finished_run_changes_nothing(make_cfg, capsys):
     run = train(make_cfg())
-    before = (run / "train.csv").read_text()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     train(make_cfg())
-    assert (run / "train.csv").read_text() == before
+    assert "already finished" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_crash_after_training_before_the_summary_only_redoes_the_final_test(make_cfg):
+    run = train(make_cfg())
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").unlink()
+    recon_before = (run / "recon.csv").read_text()
+    train(make_cfg())
+    assert (run / "recon.csv").read_text() == recon_before  # no running test repeated
+    assert json.loads((run / "summary.json").read_text()) == summary
 
 
 def test_same_seed_same_losses_other_seed_other_losses(make_cfg, tmp_path):
@@ -101,3 +135,15 @@ def test_same_seed_same_losses_other_seed_other_losses(make_cfg, tmp_path):
     c = train(make_cfg("seed=2", f"run_dir={tmp_path}/c"))
     assert read_csv(a / "train.csv") == read_csv(b / "train.csv")
     assert read_csv(a / "train.csv") != read_csv(c / "train.csv")
+
+
+def test_running_recon_reaches_the_logger_against_the_gan_iteration(make_cfg, tmp_path):
+    cfg = make_cfg()
+    cfg.trainer.logger = {"_target_": "lightning.pytorch.loggers.CSVLogger",
+                          "save_dir": str(tmp_path / "logs"), "name": "", "version": ""}
+    run = train(cfg)
+    logged = [r for r in read_csv(tmp_path / "logs" / "metrics.csv") if r.get("recon/running")]
+    expected = read_csv(run / "recon.csv")
+    assert [int(float(r["trainer/iter"])) for r in logged] == [int(r["iter"]) for r in expected]
+    assert [float(r["recon/running"]) for r in logged] == \
+        pytest.approx([float(r["recon_mse"]) for r in expected], rel=1e-6)

@@ -1,0 +1,97 @@
+"""Re-evaluate any run: `python -m gansweep.evaluate RUN_DIR [--checkpoint best|last|PATH]`.
+
+Loads a checkpoint's G, reconstructs the run's own held-out images (its `split.json`) with
+the paper's protocol, prints the error and writes `eval/<name>.json` and `eval/<name>.png`
+(targets on odd rows, their reconstructions below them). Training's final test uses the
+same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torchvision.utils import save_image
+
+from gansweep.gan import GAN
+from gansweep.recon import Reconstruction, ReconSettings, reconstruct
+
+
+def load_generator(checkpoint: str | Path) -> tuple[torch.nn.Module, int]:
+    """(G in eval mode, the GAN iteration it was saved at) from a gansweep checkpoint."""
+    module = GAN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return module.generator.to(device).eval(), module.iteration
+
+
+def heldout_images(run_dir: Path, n_images: int | None) -> torch.Tensor:
+    """The run's first `n_images` held-out images (all of them if None), from its own split."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.data.split_path = str(run_dir / "split.json")
+    data = instantiate(cfg.data)
+    return data.heldout_images(n_images or data.split.holdout)
+
+
+def save_comparison(images: torch.Tensor, rec: Reconstruction, path: Path, n: int = 32) -> None:
+    """Rows of 8 targets, each followed by the row of their reconstructions."""
+    targets, fakes = images[:n].cpu(), rec.images[:n].cpu()
+    rows = [t for start in range(0, len(targets), 8)
+            for t in (targets[start:start + 8], fakes[start:start + 8])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(rows), path, nrow=8, padding=2, pad_value=0.5)
+
+
+def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
+    path = run_dir / "checkpoints" / f"{checkpoint}.ckpt" if checkpoint in ("best", "last") \
+        else Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; a run has checkpoints/best.ckpt once its first running "
+            f"test is done and checkpoints/last.ckpt every train.ckpt_every iterations"
+        )
+    return path
+
+
+def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | None = None,
+                 settings: ReconSettings = ReconSettings()) -> dict:
+    run_dir = Path(run_dir)
+    path = resolve_checkpoint(run_dir, checkpoint)
+    generator, iteration = load_generator(path)
+    images = heldout_images(run_dir, n_images)
+    rec = reconstruct(generator, images, settings)
+    name = f"{path.stem}-n{len(images)}-s{settings.steps}"
+    result = {"checkpoint": str(path), "iteration": iteration, "n_images": len(images),
+              "steps": settings.steps, "lr": settings.lr, "recon_mse": rec.mean}
+    (run_dir / "eval").mkdir(exist_ok=True)
+    (run_dir / "eval" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    save_comparison(images, rec, run_dir / "eval" / f"{name}.png")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m gansweep.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a run directory (holds config.yaml)")
+    parser.add_argument("--checkpoint", default="best", help="best, last, or a .ckpt path")
+    parser.add_argument("--n-images", type=int, default=None,
+                        help="first N held-out images (default: all of the final set)")
+    parser.add_argument("--steps", type=int, default=ReconSettings.steps)
+    parser.add_argument("--lr", type=float, default=ReconSettings.lr)
+    parser.add_argument("--chunk-size", type=int, default=ReconSettings.chunk_size)
+    args = parser.parse_args(argv)
+    if not (args.run_dir / "config.yaml").exists():
+        parser.error(f"{args.run_dir} is not a gansweep run directory (no config.yaml)")
+    settings = ReconSettings(steps=args.steps, lr=args.lr, chunk_size=args.chunk_size)
+    result = evaluate_run(args.run_dir, args.checkpoint, args.n_images, settings)
+    print(f"{result['checkpoint']} (iteration {result['iteration']}): reconstruction error "
+          f"{result['recon_mse']:.6f} on {result['n_images']} held-out images, "
+          f"{result['steps']} steps; grid and json in {args.run_dir / 'eval'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

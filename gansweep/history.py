@@ -1,0 +1,48 @@
+"""Per-iteration CSV files (`train.csv`, `recon.csv`) that survive crashes and resumes.
+
+Rows are appended as they come (line-buffered). When a run resumes from a checkpoint taken at
+iteration k, rows after k are dropped, so the file continues with no gap and no duplicate;
+a torn last line from a kill is dropped too. Rewrites go through a temporary file and a
+rename, so a kill at any moment leaves a readable file.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+
+class IterationCsv:
+    def __init__(self, path: str | Path, columns: list[str]):
+        self.path, self.columns = Path(path), ["iter", *columns]
+        self._file = None
+
+    def open(self, resumed_at: int) -> None:
+        """Keep the rows up to `resumed_at` (0 for a fresh run) and append after them."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [r for r in self.read() if int(r["iter"]) <= resumed_at]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", newline="", buffering=1)
+        self._writer = csv.writer(self._file)
+
+    def write(self, iteration: int, values: dict) -> None:
+        self._writer.writerow([iteration, *(f"{float(values[c]):.8g}" for c in self.columns[1:])])
+
+    def read(self) -> list[dict[str, str]]:
+        """The well-formed rows of the file (none if it does not exist)."""
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return [r for r in csv.DictReader(f)
+                    if None not in r and None not in r.values() and r["iter"].isdigit()]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

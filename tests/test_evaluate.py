@@ -1,0 +1,48 @@
+"""`python -m gansweep.evaluate RUN_DIR`: re-evaluating a finished run's checkpoints."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from gansweep.evaluate import main
+from gansweep.train import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import compose_config
+
+    return train(compose_config(tmp_path_factory.mktemp("evaluate")))
+
+
+def test_reevaluating_best_reproduces_the_final_test(run, capsys):
+    summary = json.loads((run / "summary.json").read_text())
+    result = main([str(run), "--n-images", "16", "--steps", "10"])
+    assert result["iteration"] == summary["best_iter"]
+    assert result["recon_mse"] == pytest.approx(summary["final_loss"], rel=1e-5)
+    assert f"{result['recon_mse']:.6f}" in capsys.readouterr().out
+    grid = Image.open(run / "eval" / "best-n16-s10.png")
+    assert grid.size == (8 * 34 + 2, 4 * 34 + 2)  # 16 images: 2 rows of targets + 2 of recons
+    assert json.loads((run / "eval" / "best-n16-s10.json").read_text()) == result
+
+
+def test_more_steps_reconstruct_better(run):
+    few = main([str(run), "--checkpoint", "last", "--n-images", "8", "--steps", "2"])
+    many = main([str(run), "--checkpoint", "last", "--n-images", "8", "--steps", "40"])
+    assert few["iteration"] == many["iteration"] == 6
+    assert many["recon_mse"] < few["recon_mse"]
+
+
+def test_checkpoint_by_path_and_default_image_count(run):
+    path = run / "checkpoints" / "last.ckpt"
+    result = main([str(run), "--checkpoint", str(path), "--steps", "1"])
+    assert result["checkpoint"] == str(path) and result["n_images"] == 300  # the holdout
+
+
+def test_clear_errors_for_a_wrong_directory_or_checkpoint(run, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "not a gansweep run directory" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        main([str(run), "--checkpoint", str(tmp_path / "nope.ckpt")])

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
+from gansweep.errors import build
 from gansweep.gan import GAN
 from gansweep.recon import Reconstruction, ReconSettings, reconstruct
 
@@ -32,7 +32,7 @@ def heldout_images(run_dir: Path, n_images: int | None) -> torch.Tensor:
     """The run's first `n_images` held-out images (all of them if None), from its own split."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
     cfg.data.split_path = str(run_dir / "split.json")
-    data = instantiate(cfg.data)
+    data = build(cfg.data)
     return data.heldout_images(n_images or data.split.holdout)
 
 

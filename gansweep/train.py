@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
+from gansweep.errors import build
 from gansweep.evaluate import load_generator
 from gansweep.recon import ReconSettings, reconstruct
 
@@ -62,7 +63,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    data = instantiate(cfg.data)
+    data = build(cfg.data)  # data errors surface here, before any training
     shutil.copyfile(data.split_path, run_dir / "split.json")  # the run keeps its own copy
     model = instantiate(cfg.model)
     ckpt_dir = run_dir / "checkpoints"

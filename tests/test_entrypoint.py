@@ -76,3 +76,15 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
     out = gansweep(work, *TINY, env=env)
     assert "finished at iteration 6" in out
     assert (site / "gansweep" / "conf" / "norm" / "wn.yaml").exists()
+
+
+def test_missing_data_is_one_clear_message_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gansweep", "dataset=celeba",
+                           f"dataset.root={tmp_path}/nowhere"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert f"data set 'celeba' not found at {tmp_path}/nowhere/img_align_celeba" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "outputs" / "runs").exists() or not any(
+        (tmp_path / "outputs" / "runs").rglob("*.ckpt"))  # nothing trained

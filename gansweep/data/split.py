@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from gansweep.errors import GansweepError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -33,7 +35,7 @@ class Split:
         return self.permutation[self.holdout :]
 
 
-class SplitMismatch(RuntimeError):
+class SplitMismatch(GansweepError):
     """The saved split was made for other data or settings than the ones loaded now."""
 
 

@@ -1,0 +1,174 @@
+"""The paper's data sets (and MNIST) as researchers keep them on disk, via torchvision.
+
+Every builder returns a torch Dataset of (image, ...) tuples with images (C, H, W) in [0, 1],
+preprocessed as in the paper: center crop, resize the short side, center crop
+(`paper_transform`), and carries a `fingerprint` (size + a hash of its contents' names or
+bytes) that ties the saved split to this exact data. Missing data raises `DataNotFound`
+naming the data set, the path looked at, the layout expected and where to get it; an image
+that cannot be decoded raises `BadImage` naming the file.
+
+| name         | on disk under `root`                                  | torchvision class |
+|--------------|-------------------------------------------------------|-------------------|
+| celeba       | img_align_celeba/*.jpg                                | ImageFolder       |
+| lsun_bedroom | bedroom_train_lmdb/ (the official lmdb)               | LSUN              |
+| cifar10      | cifar-10-batches-py/ (train and test sets together)   | CIFAR10           |
+| mnist        | MNIST/raw/*-ubyte (train and test sets together)      | MNIST             |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import ConcatDataset, Dataset
+from torchvision import datasets, transforms
+
+from gansweep.errors import GansweepError
+
+
+class DataError(GansweepError):
+    """Data that cannot be used as configured; the message says what to do."""
+
+
+class DataNotFound(DataError):
+    def __init__(self, name: str, path: Path, layout: str, source: str):
+        super().__init__(
+            f"data set {name!r} not found at {path}\n"
+            f"  expected layout: {layout}\n"
+            f"  get it from: {source}\n"
+            f"  then point dataset.root at it (or set GANSWEEP_DATA to the folder holding it)"
+        )
+
+
+class BadImage(DataError):
+    pass
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+def paper_transform(image_size: int, crop: int | None = None, channels: int = 3):
+    """Center crop to `crop` (if given), resize the short side, center crop; -> [0, 1]."""
+    steps = [transforms.CenterCrop(crop)] if crop else []
+    steps += [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
+    if channels == 3:
+        steps.append(to_rgb)  # a function, not a lambda: workers may need to pickle it
+    steps.append(transforms.ToTensor())
+    return transforms.Compose(steps)
+
+
+def checked_loader(path: str) -> Image.Image:
+    """torchvision's image loading, with the file named when it cannot be decoded."""
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise BadImage(f"cannot read image {path}: {error}. Replace or delete the file; "
+                       f"deleting changes the data set, so its split must be remade") from error
+
+
+def _digest(items) -> str:
+    h = hashlib.sha1()
+    for item in items:
+        h.update(item if isinstance(item, bytes) else str(item).encode())
+    return h.hexdigest()[:12]
+
+
+def _require(name: str, path: Path, layout: str, source: str) -> None:
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        raise DataNotFound(name, path, layout, source)
+
+
+def celeba(root: str, image_size: int = 64, crop: int | None = 160) -> Dataset:
+    """CelebA's aligned and cropped faces (178 x 218 JPEGs)."""
+    root = Path(root)
+    layout = "<root>/img_align_celeba/000001.jpg ... 202599.jpg"
+    source = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images)"
+    _require("celeba", root / "img_align_celeba", layout, source)
+    ds = datasets.ImageFolder(
+        str(root), transform=paper_transform(image_size, crop), loader=checked_loader,
+        is_valid_file=lambda p: Path(p).parent.name == "img_align_celeba"
+        and p.lower().endswith((".jpg", ".jpeg", ".png")),
+        allow_empty=True,  # other folders under root (e.g. img_celeba/) are not ours
+    )
+    if len(ds) == 0:
+        raise DataNotFound("celeba", root / "img_align_celeba", layout, source)
+    ds.fingerprint = f"celeba-{len(ds)}-{_digest(Path(p).name for p, _ in ds.samples)}"
+    return ds
+
+
+@contextmanager
+def _working_directory(path: Path):
+    previous = os.getcwd()
+    path.mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class _CheckedLSUN(datasets.LSUN):
+    def __getitem__(self, index):
+        try:
+            return super().__getitem__(index)
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            db, key = self._db_and_key(index)
+            raise BadImage(f"cannot read image {key!r} in {db}: {error}") from error
+
+    def _db_and_key(self, index):
+        for db, end in zip(self.dbs, self.indices):
+            if index < end:
+                return db.root, db.keys[index - (end - db.length)]
+        return self.root, index
+
+
+def lsun_bedroom(root: str, image_size: int = 64, crop: int | None = None,
+                 cache_dir: str = ".") -> Dataset:
+    """LSUN bedroom from the official lmdb (`bedroom_train_lmdb`)."""
+    root = Path(root)
+    _require("lsun_bedroom", root / "bedroom_train_lmdb" / "data.mdb",
+             "<root>/bedroom_train_lmdb/{data.mdb,lock.mdb}",
+             "https://github.com/fyu/lsun (download.py -c bedroom, then unzip)")
+    # torchvision caches the lmdb's key list in the working directory; keep it in ours
+    with _working_directory(Path(cache_dir).resolve()):
+        ds = _CheckedLSUN(str(root), classes=["bedroom_train"],
+                          transform=paper_transform(image_size, crop))
+    ds.fingerprint = f"lsun_bedroom-{len(ds)}-{_digest(ds.dbs[0].keys)}"
+    return ds
+
+
+def _torchvision_pair(name: str, cls, root: Path, download: bool, transform, layout: str,
+                      source: str) -> Dataset:
+    """The train and test sets of a torchvision data set, together (as the paper did)."""
+    try:
+        parts = [cls(str(root), train=train, transform=transform, download=download)
+                 for train in (True, False)]
+    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted ..."
+        raise DataNotFound(name, root, layout, f"{source}, or dataset.download=true "
+                           f"(torchvision: {error})") from error
+    ds = ConcatDataset(parts)
+    arrays = [p.data.numpy() if isinstance(p.data, torch.Tensor) else p.data for p in parts]
+    ds.fingerprint = f"{name}-{len(ds)}-{_digest(a.tobytes() for a in arrays)}"
+    return ds
+
+
+def cifar10(root: str, image_size: int = 32, download: bool = False) -> Dataset:
+    return _torchvision_pair(
+        "cifar10", datasets.CIFAR10, Path(root), download, paper_transform(image_size),
+        "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+        "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-10 python version)")
+
+
+def mnist(root: str, image_size: int = 32, channels: int = 3, download: bool = False) -> Dataset:
+    return _torchvision_pair(
+        "mnist", datasets.MNIST, Path(root), download,
+        paper_transform(image_size, channels=channels),
+        "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        "the MNIST idx files (torchvision's mirrors)")

@@ -1,0 +1,183 @@
+"""The real data sets through torchvision's real loaders, on fixtures in their real formats."""
+
+import pytest
+import torch
+from torchvision import datasets
+
+from gansweep.data import sets
+from gansweep.data.fakes import (cifar10_checksums, write_celeba, write_cifar10,
+                                 write_lsun_bedroom, write_mnist)
+from gansweep.data.split import SplitMismatch
+from gansweep.train import train
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    """CIFAR-10 pickles, with torchvision's expected checksums set to the fixture's own: the
+    integrity check still runs, on our files (users keep the official checksums)."""
+    with cifar10_checksums(write_cifar10(tmp_path / "cifar10")):
+        yield tmp_path / "cifar10"
+
+
+def test_official_cifar10_checksums_are_restored(tmp_path):
+    official = datasets.CIFAR10.train_list
+    with cifar10_checksums(write_cifar10(tmp_path)):
+        assert datasets.CIFAR10.train_list != official
+    assert datasets.CIFAR10.train_list == official
+
+
+BUILDERS = {
+    "celeba": lambda root: sets.celeba(str(write_celeba(root)), image_size=64),
+    "lsun_bedroom": lambda root: sets.lsun_bedroom(str(write_lsun_bedroom(root)), 64,
+                                                   cache_dir=str(root / "cache")),
+    "mnist": lambda root: sets.mnist(str(write_mnist(root)), image_size=32),
+}
+
+
+@pytest.mark.parametrize("name, size, count", [("celeba", 64, 24), ("lsun_bedroom", 64, 24),
+                                               ("mnist", 32, 28)])
+def test_each_set_loads_as_paper_preprocessed_images(tmp_path, name, size, count):
+    ds = BUILDERS[name](tmp_path / name)
+    assert len(ds) == count
+    x = ds[3][0]
+    assert x.shape == (3, size, size) and x.dtype == torch.float32
+    assert 0 <= x.min() and x.max() <= 1
+    assert ds.fingerprint.startswith(f"{name}-{count}-")
+
+
+def test_cifar10_is_train_and_test_together_with_checksums_checked(cifar_root):
+    ds = sets.cifar10(str(cifar_root))
+    assert len(ds) == 6 * 4  # five train batches and the test batch
+    assert ds[0][0].shape == (3, 32, 32)
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_2", "ab") as f:
+        f.write(b"corrupt")
+    with pytest.raises(sets.DataNotFound, match="corrupted"):
+        sets.cifar10(str(cifar_root))
+
+
+def test_paper_transform_center_crops_then_resizes():
+    from PIL import Image
+
+    # a 178x218 image whose central 160x160 is white and the rest black
+    image = Image.new("RGB", (178, 218))
+    image.paste((255, 255, 255), (9, 29, 169, 189))
+    x = sets.paper_transform(64, crop=160)(image)
+    assert x.shape == (3, 64, 64) and x.min() > 0.99  # only the white centre remains
+    x = sets.paper_transform(64, crop=None)(image)
+    assert x.shape == (3, 64, 64) and x.min() < 0.01  # short side resized: black borders stay
+
+
+def test_fingerprint_changes_with_the_data(tmp_path):
+    a = sets.celeba(str(write_celeba(tmp_path / "a", n=5)))
+    b = sets.celeba(str(write_celeba(tmp_path / "b", n=5)))
+    c = sets.celeba(str(write_celeba(tmp_path / "c", n=6)))
+    assert a.fingerprint == b.fingerprint != c.fingerprint  # names and size, not the bytes
+
+
+@pytest.mark.parametrize("name, build, layout", [
+    ("celeba", lambda r: sets.celeba(str(r)), "img_align_celeba"),
+    ("lsun_bedroom", lambda r: sets.lsun_bedroom(str(r), cache_dir=str(r)), "bedroom_train_lmdb"),
+    ("cifar10", lambda r: sets.cifar10(str(r)), "cifar-10-batches-py"),
+    ("mnist", lambda r: sets.mnist(str(r)), "MNIST/raw"),
+])
+def test_missing_data_names_the_set_the_path_the_layout_and_a_source(tmp_path, name, build,
+                                                                     layout):
+    root = tmp_path / "nothing-here"
+    with pytest.raises(sets.DataNotFound) as error:
+        build(root)
+    message = str(error.value)
+    assert f"data set {name!r} not found at {root}" in message
+    assert layout in message and "get it from: " in message and "dataset.root" in message
+
+
+def test_an_empty_image_folder_is_missing_data(tmp_path):
+    (tmp_path / "img_align_celeba").mkdir()
+    with pytest.raises(sets.DataNotFound, match="img_align_celeba"):
+        sets.celeba(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 3], lambda b: b"not an image"])
+def test_a_corrupt_or_truncated_image_names_the_file(tmp_path, damage):
+    ds = sets.celeba(str(write_celeba(tmp_path, n=4)))
+    path = tmp_path / "img_align_celeba" / "000003.jpg"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(sets.BadImage, match="000003.jpg"):
+        for i in range(len(ds)):
+            ds[i]
+
+
+def test_a_corrupt_lsun_record_names_its_key(tmp_path):
+    import lmdb
+
+    root = write_lsun_bedroom(tmp_path, n=4)
+    env = lmdb.open(str(root / "bedroom_train_lmdb"))
+    with env.begin(write=True) as txn:
+        key = next(txn.cursor().iternext(keys=True, values=False))
+        txn.put(key, b"garbage")
+    env.close()
+    ds = sets.lsun_bedroom(str(root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(sets.BadImage, match=key.decode()):
+        for i in range(len(ds)):
+            ds[i]
+
+
+def test_lsun_key_cache_stays_out_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_lsun_bedroom(tmp_path / "lsun", n=3)
+    sets.lsun_bedroom(str(tmp_path / "lsun"), cache_dir=str(tmp_path / "cache"))
+    assert not list(tmp_path.glob("_cache_*"))
+    assert list((tmp_path / "cache").glob("_cache_*"))
+
+
+SMALL_SPLIT = ["dataset.holdout=10", "recon.n_images=8", "final.n_images=10",
+               "train.batch_size=4"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["celeba", "lsun_bedroom", "cifar10", "mnist"])
+def test_a_few_iterations_on_each_set_at_its_real_size(make_cfg, tmp_path, request, name):
+    root = tmp_path / name
+    if name == "cifar10":
+        root = request.getfixturevalue("cifar_root")
+    else:
+        {"celeba": write_celeba, "lsun_bedroom": write_lsun_bedroom, "mnist": write_mnist}[name](root)
+    cfg = make_cfg(f"dataset={name}", f"dataset.root={root}", "dataset.num_workers=0",
+                   *SMALL_SPLIT)
+    run = train(cfg)
+    size = 64 if name in ("celeba", "lsun_bedroom") else 32
+    assert cfg.dataset.image_size == size
+    assert (run / "samples" / "iter_000006.png").exists()
+    assert (run / "summary.json").exists()
+
+
+def test_a_changed_data_set_is_detected_not_resplit(make_cfg, tmp_path):
+    root = write_celeba(tmp_path / "celeba", n=20)
+    overrides = ["dataset=celeba", f"dataset.root={root}", "dataset.num_workers=0",
+                 "train.iters=1", *SMALL_SPLIT]
+    train(make_cfg(*overrides))
+    write_celeba(root, n=21)  # one more image under the same root
+    with pytest.raises(SplitMismatch, match="move that file away"):
+        train(make_cfg(*overrides, f"run_dir={tmp_path}/second"))
+
+
+def test_workers_load_the_same_batches(make_cfg, tmp_path):
+    from hydra.utils import instantiate
+
+    root = write_celeba(tmp_path / "celeba", n=20)
+    batches = []
+    for workers in (0, 2):
+        cfg = make_cfg("dataset=celeba", f"dataset.root={root}", f"dataset.num_workers={workers}",
+                       "train.iters=3", *SMALL_SPLIT)
+        batches.append([b[0] for b in instantiate(cfg.data).train_dataloader()])
+    for a, b in zip(*batches):
+        torch.testing.assert_close(a, b)
+
+
+def test_in_memory_data_is_lossless(make_cfg, cifar_root):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("dataset=cifar10", f"dataset.root={cifar_root}", *SMALL_SPLIT)
+    assert cfg.data.in_memory
+    held = instantiate(cfg.data).heldout_images(5)
+    cfg.data.in_memory = False
+    torch.testing.assert_close(instantiate(cfg.data).heldout_images(5), held, rtol=0, atol=0)

@@ -132,3 +132,36 @@ class WNAddition(nn.Module):
         u = _per_channel(self.u * scale, residual)
         v = _per_channel(self.v * scale, residual)
         return u * residual + v * shortcut
+
+
+class Addition(nn.Module):
+    """residual + shortcut: the plain counterpart of `WNAddition` (vanilla, BN, SN)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+
+    def forward(self, residual: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        return residual + shortcut
+
+
+class ChannelAffine(_Affine):
+    """gamma * x + beta per channel; ends the ResNet generator's last block (paper)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self._init_affine(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply_affine(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.gamma.numel()}"
+
+
+@torch.no_grad()
+def scale_weight_(layer: nn.Module, factor: float) -> None:
+    """Scale a layer's raw weight in place (the stored one, also under a parametrization
+    such as spectral norm, whose `.weight` is computed and would ignore the change)."""
+    parametrizations = getattr(layer, "parametrizations", None)
+    raw = parametrizations.weight.original if parametrizations is not None else layer.weight
+    raw.mul_(factor)

@@ -7,22 +7,32 @@ from hydra import compose, initialize_config_module
 
 import gansweep.runs  # noqa: F401  (resolvers the root config uses)
 
-# A run of a few iterations with tiny networks: seconds on a CPU.
-TINY = [
+# A run of a few iterations with short tests: seconds on a CPU. Any architecture.
+TINY_RUN = [
     "train.iters=6", "train.ckpt_every=3", "train.sample_every=3",
-    "arch.generator.width=8", "arch.discriminator.width=8", "arch.generator.code_dim=16",
     "recon.every=3", "recon.n_images=8", "recon.steps=5", "final.n_images=16", "final.steps=10",
     "trainer.enable_progress_bar=false",
 ]
+# Tiny networks, per architecture.
+TINY_NETS = {
+    "dcgan": ["arch.generator.width=8", "arch.discriminator.width=8",
+              "arch.generator.code_dim=16"],
+    "resnet": ["arch.generator.widths=[8,16]", "arch.generator.blocks=1",
+               "arch.generator.code_dim=16"],
+}
+TINY = TINY_RUN + TINY_NETS["dcgan"]
 
 
 def compose_config(tmp_path, *overrides, tiny: bool = True):
-    """The real root config with `overrides`, writing everything under `tmp_path`."""
+    """The real root config with `overrides`, writing everything under `tmp_path`; with
+    `tiny`, a short run with tiny networks of the architecture the overrides choose."""
+    arch = next((o.split("=", 1)[1] for o in overrides if o.startswith("arch=")), "dcgan")
+    shrink = TINY_RUN + TINY_NETS[arch] if tiny else []
     with initialize_config_module("gansweep.conf", version_base="1.3"):
         return compose(
             "config",
-            overrides=[*(TINY if tiny else []), f"paths.output_dir={tmp_path}",
-                       f"run_dir={tmp_path}/run", *overrides],
+            overrides=[*shrink, f"paths.output_dir={tmp_path}", f"run_dir={tmp_path}/run",
+                       *overrides],
         )
 
 

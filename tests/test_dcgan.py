@@ -7,7 +7,7 @@ from torch import nn
 from gansweep.layers import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
 from gansweep.nets.dcgan import Discriminator, Generator, dcgan_levels
 
-NORMS = ["vanilla", "bn", "wn"]
+NORMS = ["vanilla", "bn", "wn", "wn_affine", "sn"]
 
 
 @pytest.mark.parametrize("size, levels, final", [(16, 2, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4),
@@ -91,3 +91,29 @@ def test_first_generator_layer_is_scaled_down():
     reference = nn.Linear(128, g.project.out_features)  # torch's default init, same shapes
     ratio = (g.project.weight.abs().mean() / reference.weight.abs().mean()).item()
     assert ratio == pytest.approx(0.01, rel=0.1)
+
+
+def test_sn_wraps_every_weighted_layer_in_spectral_norm():
+    from torch.nn.utils import parametrize
+
+    for net in (Generator("sn", 32), Discriminator("sn", 32)):
+        weighted = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d,
+                                                               nn.ConvTranspose2d))]
+        assert weighted and all(parametrize.is_parametrized(m, "weight") for m in weighted)
+        assert not modules_of(net, nn.BatchNorm2d)
+
+
+def test_wn_affine_is_affine_everywhere_with_prelu():
+    for net in (Generator("wn_affine", 32), Discriminator("wn_affine", 32)):
+        wn = [x for x in net.modules() if isinstance(x, (WNLinear, WNConv2d, WNConvTranspose2d))]
+        assert wn and all(x.affine for x in wn)
+        assert modules_of(net, nn.PReLU) and not modules_of(net, TPReLU)
+
+
+@pytest.mark.parametrize("norm", ["vanilla", "bn", "wn", "wn_affine", "sn"])
+def test_first_layer_scaling_reaches_the_raw_weight(norm):
+    torch.manual_seed(0)
+    g = Generator(norm, 32, code_dim=16)
+    raw = getattr(g.project, "parametrizations", None)
+    weight = raw.weight.original if raw is not None else g.project.weight
+    assert weight.abs().mean().item() < 0.02 * (1 / 16) ** 0.5

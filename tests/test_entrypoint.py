@@ -1,12 +1,13 @@
 """The real entry point, `python -m gansweep`, as a user runs it: single run, -m, a wheel."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, TINY_RUN
 from gansweep.runs import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,15 @@ def test_missing_data_is_one_clear_message_without_traceback(tmp_path):
     assert "Traceback" not in out
     assert not (tmp_path / "outputs" / "runs").exists() or not any(
         (tmp_path / "outputs" / "runs").rglob("*.ckpt"))  # nothing trained
+
+
+def test_the_arch_by_norm_grid_runs_on_the_default_data(tmp_path):
+    """`-m arch=dcgan,resnet norm=vanilla,bn,wn,sn` with the digits defaults of each arch
+    (conf/arch_dataset/*_digits.yaml), shortened."""
+    short = [o for o in TINY_RUN if not o.startswith("train.iters")] + ["train.iters=2"]
+    out = gansweep(tmp_path, "-m", "arch=dcgan,resnet", "norm=vanilla,bn,wn,sn", *short)
+    runs = run_dirs(out)
+    assert len(runs) == 8 and out.count("finished at iteration 2") == 8
+    pairs = {(json.loads((r / "summary.json").read_text())["arch"],
+              json.loads((r / "summary.json").read_text())["norm"]) for r in runs}
+    assert pairs == {(a, n) for a in ("dcgan", "resnet") for n in ("vanilla", "bn", "wn", "sn")}

@@ -147,3 +147,14 @@ def test_running_recon_reaches_the_logger_against_the_gan_iteration(make_cfg, tm
     assert [int(float(r["trainer/iter"])) for r in logged] == [int(r["iter"]) for r in expected]
     assert [float(r["recon/running"]) for r in logged] == \
         pytest.approx([float(r["recon_mse"]) for r in expected], rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("norm", ["vanilla", "bn", "wn", "wn_affine", "sn"])
+def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
+    run = train(make_cfg(f"arch={arch}", f"norm={norm}", "train.iters=2"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["arch"] == arch and summary["norm"] == norm and summary["iters_done"] == 2
+    rows = read_csv(run / "train.csv")
+    assert all(float(r["d_loss"]) > 0 and float(r["g_loss"]) > 0 for r in rows)
+    assert 0 < summary["final_loss"] < 1

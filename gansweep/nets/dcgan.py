@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gansweep.layers import scale_weight_
 from gansweep.norms import layers_for
 
 
@@ -67,8 +68,7 @@ class Generator(nn.Module):
         self.code_dim = code_dim
         self.top_shape = (widths[0], final_size, final_size)
         self.project = L.linear(code_dim, widths[0] * final_size**2)
-        with torch.no_grad():
-            self.project.weight.mul_(0.01)  # the authors' init for the first layer
+        scale_weight_(self.project, 0.01)  # the authors' init for the first layer
         body = [L.post(widths[0]), L.act(widths[0])]
         for cin, cout in zip(widths, widths[1:]):
             body += [L.conv_t(cin, cout, 4, 2, 1), L.post(cout), L.act(cout)]

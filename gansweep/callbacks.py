@@ -31,6 +31,7 @@ from torchvision.utils import save_image
 
 from gansweep.history import IterationCsv
 from gansweep.recon import ReconSettings, reconstruct
+from gansweep.tracking import log_images
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
@@ -119,8 +120,10 @@ class SampleGrids(_EveryN):
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             images = pl_module.samples()
-            save_image(images, self.dirpath / f"iter_{pl_module.iteration:06d}.png",
-                       nrow=round(math.sqrt(len(images))), padding=2, pad_value=0.5)
+            path = self.dirpath / f"iter_{pl_module.iteration:06d}.png"
+            save_image(images, path, nrow=round(math.sqrt(len(images))), padding=2,
+                       pad_value=0.5)
+            log_images(trainer, pl_module.iteration, samples=path)
 
 
 class LossHistory(L.Callback):

@@ -29,9 +29,11 @@ class GAN(L.LightningModule):
                  optimizer: dict, seed: int = 0, n_samples: int = 64):
         super().__init__()
         arch, optimizer = _plain(arch), _plain(optimizer)
+        # For checkpoints (load_from_checkpoint rebuilds G and D from them); the loggers get
+        # the whole flattened run config instead (gansweep/tracking.py).
         self.save_hyperparameters(
             dict(arch=arch, norm=norm, image_size=image_size, channels=channels,
-                 optimizer=optimizer, seed=seed, n_samples=n_samples)
+                 optimizer=optimizer, seed=seed, n_samples=n_samples), logger=False
         )
         self.automatic_optimization = False
         shape = dict(norm=norm, image_size=image_size, channels=channels)

@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
-from gansweep.evaluate import load_generator
+from gansweep.evaluate import load_generator, save_comparison
 from gansweep.recon import ReconSettings, reconstruct
+from gansweep.tracking import log_images, wandb_logger
 
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
@@ -80,29 +81,46 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     ]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(IterationProgressBar())
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir)
-    trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
-
-    if trainer.is_global_zero:
-        final = final_test(cfg, data, ckpt_dir / "best.ckpt")
-        write_summary(run_dir, {
-            "status": "finished",
-            "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-            "seed": cfg.seed, "iters_done": model.iteration,
-            "best_iter": recon.best_iter, "running_loss": recon.best_loss,
-            "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
-            **final,
-        })
-        print(f"gansweep: run finished at iteration {model.iteration}: best running "
-              f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
-              f"final {final['final_loss']:.6f}; outputs in {run_dir}")
+    logger = wandb_logger(cfg, run_dir)
+    extra = {"logger": logger} if logger else {}  # else trainer.logger from the config
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir, **extra)
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
+        if trainer.is_global_zero:
+            summary = finish(cfg, run_dir, data, model, recon, trainer)
+            if logger:
+                logger.experiment.summary.update(summary)
+    finally:
+        if logger:
+            logger.experiment.finish()  # one W&B run per job, even when this one fails
     return run_dir
 
 
-def final_test(cfg: DictConfig, data, best: Path) -> dict:
-    """The paper's final test: the best checkpoint on the final set, with more z steps."""
+def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, trainer) -> dict:
+    """The final test, `summary.json`, and the closing line of the run."""
+    final = final_test(cfg, data, run_dir / "checkpoints" / "best.ckpt", run_dir, trainer)
+    summary = {
+        "status": "finished",
+        "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+        "seed": cfg.seed, "iters_done": model.iteration,
+        "best_iter": recon.best_iter, "running_loss": recon.best_loss,
+        "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
+        **final,
+    }
+    write_summary(run_dir, summary)
+    print(f"gansweep: run finished at iteration {model.iteration}: best running "
+          f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
+          f"final {final['final_loss']:.6f}; outputs in {run_dir}")
+    return summary
+
+
+def final_test(cfg: DictConfig, data, best: Path, run_dir: Path, trainer=None) -> dict:
+    """The paper's final test: the best checkpoint on the final set, with more z steps;
+    `final_recon.png` shows the first targets above their reconstructions."""
     generator, iteration = load_generator(best)
     images = data.heldout_images(cfg.final.n_images)
     rec = reconstruct(generator, images, recon_settings(cfg.final))
+    save_comparison(images, rec, run_dir / "final_recon.png")
+    log_images(trainer, iteration, final_recon=run_dir / "final_recon.png")
     return {"final_loss": rec.mean, "final_iter": iteration, "final_n_images": len(images),
             "final_steps": cfg.final.steps}

@@ -1,0 +1,90 @@
+"""W&B: one run per job, offline unless asked otherwise, the GAN iteration as its x-axis.
+
+- `wandb.mode`: offline (default; files under the run directory, `wandb sync` uploads them
+  later), online, or disabled (no W&B at all). `WANDB_MODE` sets the default.
+- group = the sweep (its directory name) or, for a single run, the run's name; job_type =
+  the norm; tags = arch, dataset, norm; config = the resolved Hydra config flattened to dotted
+  keys, plus `norm`, `arch`, `dataset` and `seed` at the top, so the dashboard can group
+  and filter by them.
+- Every metric is plotted against `trainer/iter`; `recon/running` also keeps its minimum.
+- The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+
+def flat_config(cfg: DictConfig) -> dict:
+    """{'train.lr': 1e-4, ...} plus the four keys runs are compared by."""
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    flat.update(norm=cfg.norm.name, arch=cfg.arch.name, dataset=cfg.dataset.name, seed=cfg.seed)
+    return flat
+
+
+def sweep_group(run_dir: Path) -> str:
+    """The sweep directory's name inside a Hydra multirun, else the run's own name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra = HydraConfig.get()
+        if hydra.mode == RunMode.MULTIRUN:
+            return Path(hydra.sweep.dir).name
+    except ValueError:  # not inside a Hydra app (train(cfg) called directly)
+        pass
+    return run_dir.name
+
+
+def run_id(run_dir: Path) -> str:
+    path = run_dir / "wandb_id.txt"
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex[:12])
+    return path.read_text().strip()
+
+
+def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
+    settings = cfg.wandb
+    if settings.mode == "disabled":
+        return None
+    if settings.mode not in ("offline", "online"):
+        from gansweep.errors import GansweepError
+
+        raise GansweepError(f"wandb.mode={settings.mode!r}: use offline, online or disabled")
+    logger = WandbLogger(
+        project=settings.project, entity=settings.entity, save_dir=str(run_dir),
+        offline=settings.mode == "offline", id=run_id(run_dir), resume="allow",
+        name=run_dir.name, group=settings.group or sweep_group(run_dir),
+        job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
+        config=flat_config(cfg),
+    )
+    run = logger.experiment
+    # Lightning plots everything against trainer/global_step (2 per GAN iteration); ours
+    # is the GAN iteration. Later definitions of a glob replace earlier ones.
+    run.define_metric("trainer/iter")
+    run.define_metric("*", step_metric="trainer/iter", step_sync=True)
+    run.define_metric("recon/running", step_metric="trainer/iter", summary="min")
+    return logger
+
+
+def log_images(trainer, iteration: int, **paths: Path) -> None:
+    """Image files to every W&B logger of `trainer`, at GAN iteration `iteration`."""
+    for logger in trainer.loggers if trainer is not None else []:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.log({key: wandb.Image(str(path)) for key, path in paths.items()}
+                                  | {"trainer/iter": iteration})

@@ -1,0 +1,87 @@
+"""W&B in offline mode: what wandb really wrote on disk, read back and checked."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+
+from conftest import TINY
+from gansweep.train import train
+from wandb_files import OfflineRun, offline_runs
+
+
+def recon_rows(run):
+    with open(run / "recon.csv", newline="") as f:
+        return [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)]
+
+
+def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
+    run = train(make_cfg("wandb.mode=offline", "norm=bn", "seed=4"))
+    (wb,) = offline_runs(run / "wandb")
+    assert wb.run.run_id == (run / "wandb_id.txt").read_text()
+    # the recon series, against the GAN iteration, equals recon.csv
+    assert [(i, pytest.approx(v, rel=1e-6)) for i, v in wb.series("recon/running")] == \
+        recon_rows(run)
+    assert [i for i, _ in wb.series("train/d_loss")] == list(range(1, 7))
+    # every metric is plotted against trainer/iter; recon/running keeps its minimum
+    definitions = {m.glob_name or m.name: m for m in wb.metrics}
+    assert definitions["*"].step_metric == "trainer/iter"
+    assert definitions["recon/running"].step_metric == "trainer/iter"
+    assert definitions["recon/running"].summary.min
+    # flattened config with the comparison keys on top
+    assert wb.config["norm"] == "bn" and wb.config["arch"] == "dcgan"
+    assert wb.config["dataset"] == "digits" and wb.config["seed"] == 4
+    assert wb.config["train.lr"] == pytest.approx(5e-4) and "recon.steps" in wb.config
+    assert wb.run.run_group == run.name and wb.run.job_type == "bn"
+    assert set(wb.run.tags) == {"dcgan", "digits", "bn"}
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("best_iter", "running_loss", "final_loss", "status"):
+        assert wb.summary[key] == summary[key]
+    for key in ("samples", "final_recon"):  # sample grids, targets vs reconstructions
+        images = [row for row in wb.history if row.get(f"{key}/_type") == "image-file"]
+        assert images, key
+        media = next((run / "wandb").glob("offline-run-*")) / "files" / images[-1][f"{key}/path"]
+        assert media.exists()
+    assert [row["trainer/iter"] for row in wb.history if "samples/_type" in row] == [3, 6]
+    assert (run / "final_recon.png").exists()
+
+
+class CrashAt(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == 5:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(make_cfg):
+    cfg = make_cfg("wandb.mode=offline")
+    with pytest.raises(RuntimeError):
+        train(cfg, callbacks=[CrashAt()])
+    run = train(cfg)
+    first, second = offline_runs(run / "wandb")
+    assert first.run.run_id == second.run.run_id == (run / "wandb_id.txt").read_text()
+    series = first.series("recon/running") + second.series("recon/running")
+    assert [(i, pytest.approx(v, rel=1e-6)) for i, v in series] == recon_rows(run)
+
+
+def test_disabled_writes_no_wandb_files(make_cfg):
+    run = train(make_cfg("wandb.mode=disabled"))
+    assert not (run / "wandb").exists() and not (run / "wandb_id.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
+    short = [o for o in TINY if o != "wandb.mode=disabled"]
+    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "norm=vanilla,wn", *short,
+                           "wandb.mode=offline"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    runs = {p.parent.parent.parent.name: OfflineRun(p)
+            for p in sweep.rglob("offline-run-*/run-*.wandb")}
+    assert len(runs) == 2  # one W&B run per job, never merged
+    assert {wb.run.run_group for wb in runs.values()} == {sweep.name}
+    assert {wb.config["norm"] for wb in runs.values()} == {"vanilla", "wn"}
+    assert len({wb.run.run_id for wb in runs.values()}) == 2

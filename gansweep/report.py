@@ -1,0 +1,175 @@
+"""The paper's table and figure from any sweep: `python -m gansweep.report SWEEP_DIR`.
+
+One row per variant (the norm, plus arch and dataset where they vary across the runs), with
+the paper's columns: best iteration, running loss (the running test at the best iteration)
+and final loss (the best checkpoint's final test). Several seeds of a variant give
+mean +- std and their count. Runs that did not finish are shown with their status and the
+iteration they reached, never dropped. Writes `table.md`, `table.csv`, `table.tex` and
+`recon.png` (running loss against iteration; one line per run, or a mean line and a
+min-max band per variant when it has several seeds, colour by norm). A multirun writes and
+prints the report when it ends (`SweepReport`, a Hydra callback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+COMPARED = ("norm", "arch", "dataset")
+COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
+           ("final_loss", "final loss", "{:.6f}")]
+
+
+def read_run(run_dir: Path) -> dict:
+    """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        run = json.loads(summary_path.read_text())
+    else:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        run = {"status": "unfinished", "norm": cfg.norm.name, "arch": cfg.arch.name,
+               "dataset": cfg.dataset.name, "seed": cfg.seed}
+    series = []
+    if (run_dir / "recon.csv").exists():
+        with open(run_dir / "recon.csv", newline="") as f:
+            series = [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)
+                      if r.get("iter", "").isdigit()]
+    run.setdefault("iters_done", series[-1][0] if series else 0)
+    return {**run, "dir": str(run_dir), "series": series}
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """Every run under `sweep_dir` (a directory holding a config.yaml), in name order."""
+    return [read_run(p.parent) for p in sorted(Path(sweep_dir).rglob("config.yaml"))
+            if ".hydra" not in p.parts]
+
+
+def variant_keys(runs: list[dict]) -> list[str]:
+    return ["norm"] + [k for k in COMPARED[1:] if len({r[k] for r in runs}) > 1]
+
+
+def _mean_std(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    keys = variant_keys(runs)
+    groups = defaultdict(list)
+    for run in runs:
+        groups[tuple(run[k] for k in keys)].append(run)
+    header = [*keys, *(title for _, title, _ in COLUMNS), "seeds", "status"]
+    rows = []
+    for variant, members in sorted(groups.items()):
+        done = [r for r in members if r["status"] == "finished"]
+        cells = [_mean_std([r[key] for r in done], fmt) for key, _, fmt in COLUMNS]
+        others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
+                  for r in members if r["status"] != "finished"]
+        status = "; ".join([f"{len(done)} finished"] * bool(done) + others)
+        rows.append([*variant, *cells, str(len(members)), status])
+    return header, rows
+
+
+def markdown(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def latex(header, rows) -> str:
+    escape = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
+    body = [" & ".join(escape(c) for c in r) + r" \\" for r in rows]
+    return "\n".join([r"\begin{tabular}{" + "l" * len(header) + "}", r"\hline",
+                      " & ".join(escape(h) for h in header) + r" \\", r"\hline", *body,
+                      r"\hline", r"\end{tabular}"]) + "\n"
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = variant_keys(runs)
+    norms = sorted({r["norm"] for r in runs})
+    colours = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(norms)}
+    groups = defaultdict(list)
+    for run in runs:
+        if run["series"]:
+            groups[tuple(run[k] for k in keys)].append(run)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, members in sorted(groups.items()):
+        label, colour = " / ".join(map(str, variant)), colours[members[0]["norm"]]
+        if len(members) == 1:
+            iters, losses = zip(*members[0]["series"])
+            ax.plot(iters, losses, color=colour, label=label)
+            continue
+        common = sorted(set.intersection(*(set(i for i, _ in r["series"]) for r in members)))
+        by_iter = [[dict(r["series"])[i] for r in members] for i in common]
+        ax.plot(common, [statistics.mean(v) for v in by_iter], color=colour,
+                label=f"{label} (mean of {len(members)} seeds)")
+        ax.fill_between(common, [min(v) for v in by_iter], [max(v) for v in by_iter],
+                        color=colour, alpha=0.2, linewidth=0)
+    ax.set_xlabel("GAN iteration")
+    ax.set_ylabel("running reconstruction error")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(sweep_dir: Path, out_dir: Path | None = None) -> str:
+    """Writes the table (md, csv, tex) and recon.png into `out_dir`; returns the markdown."""
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir or sweep_dir)
+    runs = collect(sweep_dir)
+    if not runs:
+        from gansweep.errors import GansweepError
+
+        raise GansweepError(f"no runs under {sweep_dir} (a run directory holds config.yaml)")
+    header, rows = table_rows(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = markdown(header, rows)
+    (out_dir / "table.md").write_text(md)
+    (out_dir / "table.tex").write_text(latex(header, rows))
+    with open(out_dir / "table.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    plot(runs, out_dir / "recon.png")
+    return md
+
+
+class SweepReport(Callback):
+    """Hydra callback: the sweep's table, written and printed when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            print(f"\n{report(sweep_dir)}\ntable.md, table.csv, table.tex, recon.png in "
+                  f"{sweep_dir}")
+        except Exception as error:  # a report problem must not hide the sweep's results
+            print(f"gansweep: could not write the sweep report for {sweep_dir}: {error}")
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m gansweep.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a sweep (or any folder of runs)")
+    parser.add_argument("--out", type=Path, default=None, help="default: the sweep directory")
+    args = parser.parse_args(argv)
+    md = report(args.sweep_dir, args.out)
+    print(md)
+    return md
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""`python -m gansweep.report`: the paper's table and figure from a folder of runs."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from gansweep.report import main
+from gansweep.train import train
+
+
+class CrashAt(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == 4:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    from conftest import compose_config
+
+    root = tmp_path_factory.mktemp("report")
+    for norm in ("vanilla", "wn"):
+        for seed in (0, 1):
+            train(compose_config(root, f"norm={norm}", f"seed={seed}",
+                                 f"run_dir={root}/sweep/{norm}-{seed}"))
+    with pytest.raises(RuntimeError):  # a third wn seed that never finished
+        train(compose_config(root, "norm=wn", "seed=2", f"run_dir={root}/sweep/wn-2"),
+              callbacks=[CrashAt()])
+    return root / "sweep"
+
+
+def summaries(sweep, norm):
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob(f"{norm}-*/summary.json"))]
+
+
+def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
+    md = main([str(sweep), "--out", str(tmp_path)])
+    with open(tmp_path / "table.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["norm", "best iteration", "running loss", "final loss", "seeds", "status"]
+    assert [r[0] for r in rows] == ["vanilla", "wn"]
+    vanilla = summaries(sweep, "vanilla")
+    final = [s["final_loss"] for s in vanilla]
+    assert rows[0][3] == f"{statistics.mean(final):.6f} ± {statistics.stdev(final):.6f}"
+    assert rows[0][4] == "2" and rows[0][5] == "2 finished"
+    # the unfinished run is counted and shown, not dropped; only finished runs are averaged
+    assert rows[1][4] == "3"
+    assert rows[1][5] == "2 finished; unfinished at 3 (seed 2)"  # its last recon: iter 3
+    wn_final = [s["final_loss"] for s in summaries(sweep, "wn")]
+    assert rows[1][3].startswith(f"{statistics.mean(wn_final):.6f} ± ")
+    assert md == (tmp_path / "table.md").read_text() and "| vanilla |" in md
+    assert r"\begin{tabular}" in (tmp_path / "table.tex").read_text()
+    assert (tmp_path / "recon.png").stat().st_size > 10_000
+
+
+def test_a_single_run_per_variant_shows_plain_values_and_varying_keys(make_cfg, tmp_path):
+    for arch in ("dcgan", "resnet"):
+        train(make_cfg(f"arch={arch}", f"run_dir={tmp_path}/runs/{arch}"))
+    md = main([str(tmp_path / "runs")])
+    assert md.splitlines()[0].startswith("| norm | arch | best iteration")
+    summary = json.loads((tmp_path / "runs" / "resnet" / "summary.json").read_text())
+    assert f"| wn | resnet | {summary['best_iter']} | {summary['running_loss']:.6f} |" in md
+
+
+def test_an_empty_folder_is_a_clear_error(tmp_path):
+    from gansweep.errors import GansweepError
+
+    with pytest.raises(GansweepError, match="no runs under"):
+        main([str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_the_comparison_notebook_runs_on_a_sweep(sweep, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("GANSWEEP_SWEEP", str(sweep))
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "compare_runs.ipynb", 4)
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "5 runs" in text
+    tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert tables and "| vanilla |" in tables[0] and "| wn |" in tables[0]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the curves, and the sample grids side by side

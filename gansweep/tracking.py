@@ -18,6 +18,8 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from gansweep.errors import GansweepError
+
 
 def flat_config(cfg: DictConfig) -> dict:
     """{'train.lr': 1e-4, ...} plus the four keys runs are compared by."""
@@ -61,8 +63,6 @@ def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
     if settings.mode == "disabled":
         return None
     if settings.mode not in ("offline", "online"):
-        from gansweep.errors import GansweepError
-
         raise GansweepError(f"wandb.mode={settings.mode!r}: use offline, online or disabled")
     logger = WandbLogger(
         project=settings.project, entity=settings.entity, save_dir=str(run_dir),

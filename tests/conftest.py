@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_module
 
@@ -39,3 +40,14 @@ def compose_config(tmp_path, *overrides, tiny: bool = True):
 @pytest.fixture
 def make_cfg(tmp_path):
     return lambda *overrides, **kw: compose_config(tmp_path, *overrides, **kw)
+
+
+class CrashAt(L.Callback):
+    """Simulates a crash: raises once the run reaches `iteration`."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == self.iteration:
+            raise RuntimeError("simulated crash")

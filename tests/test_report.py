@@ -5,17 +5,11 @@ import json
 import statistics
 from pathlib import Path
 
-import lightning as L
 import pytest
 
+from conftest import CrashAt
 from gansweep.report import main
 from gansweep.train import train
-
-
-class CrashAt(L.Callback):
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        if pl_module.iteration == 4:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def sweep(tmp_path_factory):
                                  f"run_dir={root}/sweep/{norm}-{seed}"))
     with pytest.raises(RuntimeError):  # a third wn seed that never finished
         train(compose_config(root, "norm=wn", "seed=2", f"run_dir={root}/sweep/wn-2"),
-              callbacks=[CrashAt()])
+              callbacks=[CrashAt(4)])
     return root / "sweep"
 
 

@@ -3,12 +3,12 @@
 import csv
 import json
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from conftest import CrashAt
 from gansweep.train import LOSS_COLUMNS, train
 
 
@@ -70,17 +70,6 @@ def test_iterations_are_gan_iterations_not_optimizer_steps(make_cfg):
     trainer.fit(model, datamodule=data)
     assert model.iteration == 5
     assert steps == {"d": 5, "g": 5}  # one D step and one G step per iteration
-
-
-class CrashAt(L.Callback):
-    """Simulates a crash: raises once the run reaches `iteration`."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        if pl_module.iteration == self.iteration:
-            raise RuntimeError("simulated crash")
 
 
 def crash_then_rerun(cfg, crash_at):

@@ -5,10 +5,9 @@ import json
 import subprocess
 import sys
 
-import lightning as L
 import pytest
 
-from conftest import TINY
+from conftest import TINY, CrashAt
 from gansweep.train import train
 from wandb_files import OfflineRun, offline_runs
 
@@ -49,16 +48,10 @@ def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
     assert (run / "final_recon.png").exists()
 
 
-class CrashAt(L.Callback):
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        if pl_module.iteration == 5:
-            raise RuntimeError("simulated crash")
-
-
 def test_a_resumed_run_continues_the_same_wandb_run(make_cfg):
     cfg = make_cfg("wandb.mode=offline")
     with pytest.raises(RuntimeError):
-        train(cfg, callbacks=[CrashAt()])
+        train(cfg, callbacks=[CrashAt(5)])
     run = train(cfg)
     first, second = offline_runs(run / "wandb")
     assert first.run.run_id == second.run.run_id == (run / "wandb_id.txt").read_text()

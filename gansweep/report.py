@@ -1,4 +1,5 @@
-"""The paper's table and figure from any sweep: `python -m gansweep.report SWEEP_DIR`.
+"""The paper's table and figure from any sweep: `python -m gansweep.report SWEEP_DIR`
+(or `--wandb ENTITY/PROJECT --out DIR` for the runs of a W&B project).
 
 One row per variant (the norm, plus arch and dataset where they vary across the runs), with
 the paper's columns: best iteration, running loss (the running test at the best iteration)
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
+
+from gansweep.errors import GansweepError
 
 COMPARED = ("norm", "arch", "dataset")
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
@@ -49,6 +52,26 @@ def collect(sweep_dir: Path) -> list[dict]:
     """Every run under `sweep_dir` (a directory holding a config.yaml), in name order."""
     return [read_run(p.parent) for p in sorted(Path(sweep_dir).rglob("config.yaml"))
             if ".hydra" not in p.parts]
+
+
+def collect_wandb(project: str) -> list[dict]:
+    """The runs of a W&B project (`entity/project`) in `collect`'s form, via the public API:
+    comparison keys from the config, results from the summary, the recon series from the
+    history (online runs, or offline ones after `wandb sync`)."""
+    import wandb
+
+    runs = []
+    for run in wandb.Api().runs(project):
+        history = run.scan_history(keys=["trainer/iter", "recon/running"])
+        summary = {k: run.summary.get(k) for k in ("best_iter", "running_loss", "final_loss",
+                                                    "iters_done")}
+        runs.append({**{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
+                     "status": run.summary.get("status") or f"unfinished ({run.state})",
+                     "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
+                     "dir": None})
+        if runs[-1]["iters_done"] is None:
+            runs[-1]["iters_done"] = runs[-1]["series"][-1][0] if runs[-1]["series"] else 0
+    return runs
 
 
 def variant_keys(runs: list[dict]) -> list[str]:
@@ -128,15 +151,15 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(sweep_dir: Path, out_dir: Path | None = None) -> str:
-    """Writes the table (md, csv, tex) and recon.png into `out_dir`; returns the markdown."""
-    sweep_dir = Path(sweep_dir)
-    out_dir = Path(out_dir or sweep_dir)
-    runs = collect(sweep_dir)
+def report(sweep_dir: Path | None, out_dir: Path | None = None,
+           wandb_project: str | None = None) -> str:
+    """Writes the table (md, csv, tex) and recon.png into `out_dir` (default: the sweep
+    directory); returns the markdown. Runs come from `sweep_dir` or a W&B project."""
+    runs = collect_wandb(wandb_project) if wandb_project else collect(Path(sweep_dir))
     if not runs:
-        from gansweep.errors import GansweepError
-
-        raise GansweepError(f"no runs under {sweep_dir} (a run directory holds config.yaml)")
+        raise GansweepError(f"no runs under {wandb_project or sweep_dir} "
+                            f"(a run directory holds config.yaml)")
+    out_dir = Path(out_dir or sweep_dir)
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(header, rows)
@@ -163,10 +186,13 @@ class SweepReport(Callback):
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(prog="python -m gansweep.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="a sweep (or any folder of runs)")
+    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a sweep (or any folder of runs)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B")
     parser.add_argument("--out", type=Path, default=None, help="default: the sweep directory")
     args = parser.parse_args(argv)
-    md = report(args.sweep_dir, args.out)
+    if not args.sweep_dir and not (args.wandb and args.out):
+        parser.error("give a sweep directory, or --wandb ENTITY/PROJECT with --out DIR")
+    md = report(args.sweep_dir, args.out, args.wandb)
     print(md)
     return md
 

@@ -82,3 +82,39 @@ def test_the_comparison_notebook_runs_on_a_sweep(sweep, monkeypatch):
     assert tables and "| vanilla |" in tables[0] and "| wn |" in tables[0]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the curves, and the sample grids side by side
+
+
+class FakeWandbRun:
+    """What `wandb.Api().runs()` yields, for the parts the report reads (no server here)."""
+
+    def __init__(self, summary_path: Path):
+        run_dir = summary_path.parent
+        self.summary = json.loads(summary_path.read_text())
+        self.config = {k: self.summary[k] for k in ("norm", "arch", "dataset", "seed")}
+        with open(run_dir / "recon.csv", newline="") as f:
+            self._history = [{"trainer/iter": int(r["iter"]), "recon/running": float(r["recon_mse"])}
+                             for r in csv.DictReader(f)]
+        self.state = "finished"
+
+    def scan_history(self, keys):
+        return [{k: row[k] for k in keys} for row in self._history]
+
+
+def test_the_table_from_a_wandb_project_matches_the_one_from_files(sweep, tmp_path, monkeypatch):
+    import wandb
+
+    runs = [FakeWandbRun(p) for p in sorted(sweep.glob("*/summary.json"))]
+    asked = []
+
+    class FakeApi:
+        def runs(self, project):
+            asked.append(project)
+            return runs
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    from_wandb = main(["--wandb", "team/gansweep", "--out", str(tmp_path / "wb")])
+    from_files = main([str(sweep), "--out", str(tmp_path / "files")])
+    assert asked == ["team/gansweep"]
+    # the same finished runs give the same rows (the files also know the unfinished one)
+    assert from_wandb.splitlines()[2] == from_files.splitlines()[2]  # vanilla
+    assert (tmp_path / "wb" / "recon.png").exists()

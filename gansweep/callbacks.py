@@ -78,6 +78,9 @@ class RunningRecon(_EveryN):
 
     def run(self, trainer, pl_module):
         loss = reconstruct(pl_module.generator, self.images, self.settings).mean
+        if not math.isfinite(loss):  # G produces NaN/inf: the run has diverged
+            pl_module.diverged_at = pl_module.diverged_at or pl_module.iteration
+            trainer.should_stop = True
         if trainer.is_global_zero:
             self.csv.write(pl_module.iteration, {"recon_mse": loss})
         # Straight to the loggers: a value `self.log`ged from a callback is repeated at later

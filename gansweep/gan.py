@@ -40,6 +40,7 @@ class GAN(L.LightningModule):
         self.generator = instantiate(arch["generator"], **shape)
         self.discriminator = instantiate(arch["discriminator"], **shape)
         self.iteration = 0
+        self.diverged_at: int | None = None  # the iteration whose loss or test was not finite
         # Codes come from a generator of our own, saved in checkpoints, so a resumed run
         # draws exactly the codes an uninterrupted one would.
         self.code_rng = torch.Generator().manual_seed(seed)
@@ -66,20 +67,18 @@ class GAN(L.LightningModule):
         d_fake = self.discriminator(fake)
         d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
+        self._step_if_finite(opt_d, d_loss)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
         d_gen = self.discriminator(self.generator(self.sample_codes(n)))
         g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        opt_g.step()
+        self._step_if_finite(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
+        if self.diverged_at is not None:
+            self.trainer.should_stop = True  # the run ends here, as a result
         losses = {
             "d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
             "d_real": torch.sigmoid(d_real).mean().detach(),
@@ -88,6 +87,17 @@ class GAN(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
         self.log("trainer/iter", float(self.iteration))
         return losses
+
+    def _step_if_finite(self, optimizer, loss: torch.Tensor) -> None:
+        """One optimiser step, unless the loss is NaN/inf: then the weights stay those of the
+        last good iteration and the run is marked diverged (a result, not a crash).
+        A NaN in G's output shows up here too, through D's losses."""
+        if self.diverged_at is not None or not torch.isfinite(loss):
+            self.diverged_at = self.diverged_at or self.iteration + 1
+            return
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
 
     @torch.no_grad()
     def samples(self, codes: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,9 +111,11 @@ class GAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gansweep"] = {"iteration": self.iteration,
-                                  "code_rng": self.code_rng.get_state()}
+                                  "code_rng": self.code_rng.get_state(),
+                                  "diverged_at": self.diverged_at}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["gansweep"]
         self.iteration = state["iteration"]
         self.code_rng.set_state(state["code_rng"])
+        self.diverged_at = state.get("diverged_at")

@@ -4,8 +4,8 @@
 One row per variant (the norm, plus arch and dataset where they vary across the runs), with
 the paper's columns: best iteration, running loss (the running test at the best iteration)
 and final loss (the best checkpoint's final test). Several seeds of a variant give
-mean +- std and their count. Runs that did not finish are shown with their status and the
-iteration they reached, never dropped. Writes `table.md`, `table.csv`, `table.tex` and
+mean +- std and their count. Diverged runs count as results (up to their divergence) and
+say so; runs that did not finish are shown with the iteration they reached, never dropped. Writes `table.md`, `table.csv`, `table.tex` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm). A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from gansweep.errors import GansweepError
 
 COMPARED = ("norm", "arch", "dataset")
+RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
            ("final_loss", "final loss", "{:.6f}")]
 
@@ -94,11 +95,15 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = [*keys, *(title for _, title, _ in COLUMNS), "seeds", "status"]
     rows = []
     for variant, members in sorted(groups.items()):
-        done = [r for r in members if r["status"] == "finished"]
-        cells = [_mean_std([r[key] for r in done], fmt) for key, _, fmt in COLUMNS]
+        # a diverged run's best iteration and losses are results (the paper's collapsing
+        # runs had them too); an unfinished run's are partial, so only listed
+        done = [r for r in members if r["status"] in RESULTS]
+        cells = [_mean_std([r[key] for r in done if r.get(key) is not None], fmt)
+                 for key, _, fmt in COLUMNS]
+        finished = sum(r["status"] == "finished" for r in members)
         others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
                   for r in members if r["status"] != "finished"]
-        status = "; ".join([f"{len(done)} finished"] * bool(done) + others)
+        status = "; ".join([f"{finished} finished"] * bool(finished) + others)
         rows.append([*variant, *cells, str(len(members)), status])
     return header, rows
 

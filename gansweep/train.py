@@ -56,9 +56,9 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     run_dir = Path(cfg.run_dir)
     done = read_summary(run_dir)
-    if done and done.get("status") == "finished":
-        print(f"gansweep: run already finished at iteration {done['iters_done']}, skipped; "
-              f"outputs in {run_dir}")
+    if done and done.get("status") in ("finished", "diverged"):  # both are results
+        print(f"gansweep: run already {done['status']} at iteration {done['iters_done']}, "
+              f"skipped; outputs in {run_dir}")
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -98,9 +98,14 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
 
 def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, trainer) -> dict:
     """The final test, `summary.json`, and the closing line of the run."""
-    final = final_test(cfg, data, run_dir / "checkpoints" / "best.ckpt", run_dir, trainer)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    final = final_test(cfg, data, best, run_dir, trainer) if best.exists() else \
+        {"final_loss": None, "final_iter": None, "final_n_images": 0,
+         "final_steps": cfg.final.steps}
+    diverged = model.diverged_at is not None
     summary = {
-        "status": "finished",
+        "status": "diverged" if diverged else "finished",
+        "diverged_at": model.diverged_at,
         "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
         "seed": cfg.seed, "iters_done": model.iteration,
         "best_iter": recon.best_iter, "running_loss": recon.best_loss,
@@ -108,9 +113,14 @@ def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, tra
         **final,
     }
     write_summary(run_dir, summary)
-    print(f"gansweep: run finished at iteration {model.iteration}: best running "
-          f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
-          f"final {final['final_loss']:.6f}; outputs in {run_dir}")
+    if diverged:
+        print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); best "
+              f"running reconstruction error {recon.best_loss:.6f} at iteration "
+              f"{recon.best_iter}; checkpoints and history kept in {run_dir}")
+    else:
+        print(f"gansweep: run finished at iteration {model.iteration}: best running "
+              f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
+              f"final {final['final_loss']:.6f}; outputs in {run_dir}")
     return summary
 
 

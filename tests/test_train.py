@@ -3,6 +3,7 @@
 import csv
 import json
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -44,7 +45,8 @@ def test_every_norm_trains_and_writes_its_outputs(make_cfg, norm):
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
     assert best["gansweep"]["iteration"] == best_iter == summary["final_iter"]
     assert summary | {"final_loss": 0} == {
-        "status": "finished", "norm": norm, "arch": "dcgan", "dataset": "digits", "seed": 0,
+        "status": "finished", "diverged_at": None,
+        "norm": norm, "arch": "dcgan", "dataset": "digits", "seed": 0,
         "iters_done": 6, "best_iter": best_iter, "running_loss": summary["running_loss"],
         "running_n_images": 8, "running_steps": 5, "final_loss": 0, "final_iter": best_iter,
         "final_n_images": 16, "final_steps": 10,
@@ -147,3 +149,46 @@ def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
     rows = read_csv(run / "train.csv")
     assert all(float(r["d_loss"]) > 0 and float(r["g_loss"]) > 0 for r in rows)
     assert 0 < summary["final_loss"] < 1
+
+
+class PoisonGenerator(L.Callback):
+    """Sets G's weights to NaN after `iteration`: the next iteration's losses are NaN."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == self.iteration:
+            with torch.no_grad():
+                for p in pl_module.generator.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_divergence_is_a_result_not_a_crash(make_cfg, capsys):
+    cfg = make_cfg("train.iters=12")
+    run = train(cfg, callbacks=[PoisonGenerator(4)])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at"] == 5
+    assert summary["iters_done"] == 5  # stopped there, cleanly
+    assert "diverged at iteration 5" in capsys.readouterr().out
+    rows = read_csv(run / "train.csv")
+    assert [int(r["iter"]) for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["d_loss"] == "nan"
+    assert [int(r["iter"]) for r in read_csv(run / "recon.csv")] == [3]  # history kept
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["gansweep"]["iteration"] == 3 == summary["best_iter"]
+    assert 0 < summary["final_loss"] < 1  # the best checkpoint still gets its final test
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["gansweep"]["iteration"] == 3  # the last checkpoint before the fault
+    # a diverged run is a result: running the same command again keeps it as it is
+    train(cfg)
+    assert "already diverged at iteration 5, skipped" in capsys.readouterr().out
+
+
+def test_a_diverged_run_shows_in_the_report(make_cfg, tmp_path):
+    from gansweep.report import main
+
+    train(make_cfg("train.iters=12", f"run_dir={tmp_path}/sweep/wn"),
+          callbacks=[PoisonGenerator(4)])
+    train(make_cfg("norm=bn", f"run_dir={tmp_path}/sweep/bn"))
+    md = main([str(tmp_path / "sweep")])
+    assert "| wn | 3 |" in md and "diverged at 5 (seed 0)" in md

@@ -25,6 +25,7 @@ from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
+from gansweep.validate import validate
 
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
@@ -60,6 +61,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
         print(f"gansweep: run already {done['status']} at iteration {done['iters_done']}, "
               f"skipped; outputs in {run_dir}")
         return run_dir
+    validate(cfg)  # bad settings fail here, before anything is built or written
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

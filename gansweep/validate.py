@@ -1,0 +1,62 @@
+"""Checks a run's config before anything is built, so bad input fails with one clear line
+(`gansweep: <key>=<value>: what is wrong; how to fix it`) instead of deep inside torch."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from gansweep.errors import GansweepError
+
+
+class ConfigError(GansweepError):
+    pass
+
+
+POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
+            "train.sample_every", "recon.every", "recon.n_images", "recon.lr", "final.n_images",
+            "final.lr", "dataset.image_size", "dataset.holdout"]
+NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed"]
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    for key in POSITIVE:
+        value = _get(cfg, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key}={value!r}: must be a positive number")
+    for key in NON_NEGATIVE:
+        value = _get(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{key}={value!r}: must be a whole number >= 0")
+    holdout = cfg.dataset.holdout
+    for key in ("recon.n_images", "final.n_images"):
+        if _get(cfg, key) > holdout:
+            raise ConfigError(
+                f"{key}={_get(cfg, key)} is larger than the held-out set "
+                f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
+                f"makes a new split, so results are not comparable with the old one)")
+    _check_networks(cfg)
+
+
+def _check_networks(cfg: DictConfig) -> None:
+    """Build G and D once on the meta device (no memory, no compute) to surface shape errors
+    such as an image size the architecture cannot take."""
+    import torch
+    from hydra.utils import instantiate
+
+    shape = dict(norm=cfg.norm.name, image_size=cfg.dataset.image_size,
+                 channels=cfg.dataset.channels)
+    try:
+        with torch.device("meta"):
+            instantiate(cfg.arch.generator, **shape)
+            instantiate(cfg.arch.discriminator, **shape)
+    except Exception as error:
+        cause = error.__cause__ or error  # Hydra wraps errors raised inside instantiate
+        raise ConfigError(f"arch={cfg.arch.name} with dataset.image_size="
+                          f"{cfg.dataset.image_size}: {cause}") from None

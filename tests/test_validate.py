@@ -1,0 +1,38 @@
+"""Bad configuration fails before training with one clear line."""
+
+import pytest
+
+from gansweep.train import train
+from gansweep.validate import ConfigError
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.iters=0", "train.iters=0: must be a positive number"),
+    ("train.lr=-1e-4", "train.lr=-0.0001: must be a positive number"),
+    ("train.batch_size=0", "train.batch_size=0: must be a positive number"),
+    ("recon.steps=-1", "recon.steps=-1: must be a whole number >= 0"),
+    ("recon.n_images=301", "recon.n_images=301 is larger than the held-out set "
+                           "(dataset.holdout=300)"),
+    ("final.n_images=1000", "final.n_images=1000 is larger than the held-out set"),
+    ("dataset.image_size=36", "arch=dcgan with dataset.image_size=36: DCGAN needs an image "
+                              "size that halves evenly"),
+    ("dataset.image_size=4", "DCGAN needs images of at least 8 px"),
+])
+def test_bad_settings_fail_before_anything_is_written(make_cfg, tmp_path, override, message):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError) as error:
+        train(cfg)
+    assert message in str(error.value)
+    assert not (tmp_path / "run").exists()  # nothing built, nothing written
+
+
+def test_resnet_image_size_must_fit_its_levels(make_cfg):
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        train(make_cfg("arch=resnet", "dataset.image_size=30"))
+
+
+def test_valid_settings_pass(make_cfg):
+    from gansweep.validate import validate
+
+    validate(make_cfg())
+    validate(make_cfg("arch=resnet", "norm=sn"))

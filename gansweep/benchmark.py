@@ -70,14 +70,18 @@ def floor(generator, images, steps):
 
 
 def make_gan(args) -> GAN:
-    arch = {"name": "dcgan",
-            "generator": {"_target_": "gansweep.nets.dcgan.Generator", "width": args.width,
-                          "code_dim": 128},
-            "discriminator": {"_target_": "gansweep.nets.dcgan.Discriminator",
-                              "width": args.width}}
-    optimizer = {"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 1e-4,
-                 "alpha": 0.9, "eps": 1e-6}
-    return GAN(arch, args.norm, args.image_size, 3, optimizer)
+    """The DCGAN as a run builds it from the real configs (celeba: the paper's settings)."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+
+    with initialize_config_module("gansweep.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "arch=dcgan", f"norm={args.norm}", "dataset=celeba",
+            f"dataset.image_size={args.image_size}", f"arch.generator.width={args.width}",
+            f"arch.discriminator.width={args.width}"])
+    return instantiate(cfg.model)
 
 
 def training_iteration_time(gan: GAN, device, iterations: int = 5) -> float:

@@ -45,8 +45,14 @@ def read_run(run_dir: Path) -> dict:
         with open(run_dir / "recon.csv", newline="") as f:
             series = [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)
                       if r.get("iter", "").isdigit()]
-    run.setdefault("iters_done", series[-1][0] if series else 0)
-    return {**run, "dir": str(run_dir), "series": series}
+    return _with_iters_done({**run, "dir": str(run_dir), "series": series})
+
+
+def _with_iters_done(run: dict) -> dict:
+    """A run that never wrote its summary reached the last iteration of its recon series."""
+    if run.get("iters_done") is None:
+        run["iters_done"] = run["series"][-1][0] if run["series"] else 0
+    return run
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -66,12 +72,11 @@ def collect_wandb(project: str) -> list[dict]:
         history = run.scan_history(keys=["trainer/iter", "recon/running"])
         summary = {k: run.summary.get(k) for k in ("best_iter", "running_loss", "final_loss",
                                                     "iters_done")}
-        runs.append({**{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
-                     "status": run.summary.get("status") or f"unfinished ({run.state})",
-                     "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
-                     "dir": None})
-        if runs[-1]["iters_done"] is None:
-            runs[-1]["iters_done"] = runs[-1]["series"][-1][0] if runs[-1]["series"] else 0
+        runs.append(_with_iters_done({
+            **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
+            "status": run.summary.get("status") or f"unfinished ({run.state})",
+            "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
+            "dir": None}))
     return runs
 
 

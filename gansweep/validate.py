@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
 
@@ -18,27 +18,20 @@ POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
 NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed"]
 
 
-def _get(cfg: DictConfig, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def validate(cfg: DictConfig) -> None:
     for key in POSITIVE:
-        value = _get(cfg, key)
+        value = OmegaConf.select(cfg, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key}={value!r}: must be a positive number")
     for key in NON_NEGATIVE:
-        value = _get(cfg, key)
+        value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{key}={value!r}: must be a whole number >= 0")
     holdout = cfg.dataset.holdout
     for key in ("recon.n_images", "final.n_images"):
-        if _get(cfg, key) > holdout:
+        if OmegaConf.select(cfg, key) > holdout:
             raise ConfigError(
-                f"{key}={_get(cfg, key)} is larger than the held-out set "
+                f"{key}={OmegaConf.select(cfg, key)} is larger than the held-out set "
                 f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
                 f"makes a new split, so results are not comparable with the old one)")
     _check_networks(cfg)

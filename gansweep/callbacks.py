@@ -70,14 +70,19 @@ class RunningRecon(_EveryN):
         self.best_loss, self.best_iter = math.inf, None
 
     def setup(self, trainer, pl_module, stage):
-        self.images = trainer.datamodule.heldout_images(self.n_images)
+        if trainer.is_global_zero:
+            self.images = trainer.datamodule.heldout_images(self.n_images)
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
             self.csv.open(resumed_at=pl_module.iteration)
 
     def run(self, trainer, pl_module):
-        loss = reconstruct(pl_module.generator, self.images, self.settings).mean
+        # Once per evaluation, on rank 0 (G is the same on every rank); the others get the
+        # result, since all ranks take part in saving best.ckpt.
+        loss = reconstruct(pl_module.generator, self.images, self.settings).mean \
+            if trainer.is_global_zero else None
+        loss = trainer.strategy.broadcast(loss, src=0)
         if not math.isfinite(loss):  # G produces NaN/inf: the run has diverged
             pl_module.diverged_at = pl_module.diverged_at or pl_module.iteration
             trainer.should_stop = True

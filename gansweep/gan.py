@@ -6,6 +6,11 @@ fresh codes; non-saturating loss with BCE on logits; RMSProp for both networks.
 
 `self.iteration` counts GAN iterations. Lightning's `global_step` counts optimizer steps,
 two per iteration under manual optimisation, so nothing here relies on it.
+
+Under DDP (W processes) each rank trains on its slice of the global batch (see
+`IterationBatchSampler`) and of the iteration's codes, DDP averages the gradients, and the
+logged losses are means over all ranks: the same numbers as one process with the whole batch,
+except that BN normalises each rank's slice by its own statistics (`trainer.sync_batchnorm`).
 """
 
 from __future__ import annotations
@@ -48,9 +53,19 @@ class GAN(L.LightningModule):
                             generator=torch.Generator().manual_seed(seed + 10_000))
         self.register_buffer("fixed_codes", fixed, persistent=False)
 
+    def _ranks(self) -> tuple[int, int]:
+        trainer = self._trainer
+        return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+
     def sample_codes(self, n: int) -> torch.Tensor:
-        z = torch.randn(n, self.generator.code_dim, generator=self.code_rng)
-        return z.to(self.device)
+        """This rank's n codes: every rank draws the whole iteration's codes (its generator
+        stays in step with the others') and keeps its own slice."""
+        rank, world = self._ranks()
+        z = torch.randn(n * world, self.generator.code_dim, generator=self.code_rng)
+        return z[rank * n : (rank + 1) * n].to(self.device)
+
+    def _mean_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(values.detach(), reduce_op="mean")
 
     def configure_optimizers(self):
         make = instantiate(self.hparams.optimizer)  # a partial of the optimizer class
@@ -67,32 +82,33 @@ class GAN(L.LightningModule):
         d_fake = self.discriminator(fake)
         d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        self._step_if_finite(opt_d, d_loss)
+        d_stats = self._mean_over_ranks(torch.stack(
+            [d_loss, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]))
+        self._step_if_finite(opt_d, d_loss, d_stats[0])
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
         d_gen = self.discriminator(self.generator(self.sample_codes(n)))
         g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        self._step_if_finite(opt_g, g_loss)
+        g_mean = self._mean_over_ranks(g_loss)
+        self._step_if_finite(opt_g, g_loss, g_mean)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
         if self.diverged_at is not None:
             self.trainer.should_stop = True  # the run ends here, as a result
-        losses = {
-            "d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(d_real).mean().detach(),
-            "d_fake": torch.sigmoid(d_fake).mean().detach(),
-        }
+        losses = {"d_loss": d_stats[0], "g_loss": g_mean,
+                  "d_real": d_stats[1], "d_fake": d_stats[2]}
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
         self.log("trainer/iter", float(self.iteration))
         return losses
 
-    def _step_if_finite(self, optimizer, loss: torch.Tensor) -> None:
-        """One optimiser step, unless the loss is NaN/inf: then the weights stay those of the
-        last good iteration and the run is marked diverged (a result, not a crash).
+    def _step_if_finite(self, optimizer, loss: torch.Tensor, global_loss: torch.Tensor) -> None:
+        """One optimiser step on `loss`, unless `global_loss` (its mean over all ranks, so
+        that every rank decides alike) is NaN/inf: then the weights stay those of the last
+        good iteration and the run is marked diverged (a result, not a crash).
         A NaN in G's output shows up here too, through D's losses."""
-        if self.diverged_at is not None or not torch.isfinite(loss):
+        if self.diverged_at is not None or not torch.isfinite(global_loss):
             self.diverged_at = self.diverged_at or self.iteration + 1
             return
         optimizer.zero_grad(set_to_none=True)

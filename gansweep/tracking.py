@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
@@ -54,6 +55,8 @@ def sweep_group(run_dir: Path) -> str:
 def run_id(run_dir: Path) -> str:
     path = run_dir / "wandb_id.txt"
     if not path.exists():
+        if rank_zero_only.rank != 0:  # only rank 0 logs; the others must not race it here
+            return "not-rank-zero"
         path.write_text(uuid.uuid4().hex[:12])
     return path.read_text().strip()
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +25,7 @@ from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossH
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
+from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
 from gansweep.validate import validate
@@ -53,13 +56,28 @@ def recon_settings(cfg: DictConfig) -> ReconSettings:
     return ReconSettings(steps=cfg.steps, lr=cfg.lr, chunk_size=cfg.chunk_size)
 
 
+def distributed(trainer_cfg: DictConfig) -> dict:
+    """Trainer arguments for runs of several processes and for SLURM jobs."""
+    extra = {}
+    if trainer_cfg.strategy == "auto" and trainer_cfg.devices * trainer_cfg.num_nodes > 1:
+        # Under manual optimisation D's step leaves G's parameters without gradients and vice
+        # versa; DDP must be told, or it waits for them.
+        extra["strategy"] = "ddp_find_unused_parameters_true"
+    if SLURMEnvironment.detect():
+        # Requeueing on SLURM's signal is submitit's job (gansweep/preemption.py); two
+        # handlers would requeue twice.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+    return extra
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     run_dir = Path(cfg.run_dir)
     done = read_summary(run_dir)
     if done and done.get("status") in ("finished", "diverged"):  # both are results
-        print(f"gansweep: run already {done['status']} at iteration {done['iters_done']}, "
-              f"skipped; outputs in {run_dir}")
+        if rank_zero_only.rank == 0:
+            print(f"gansweep: run already {done['status']} at iteration "
+                  f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
     validate(cfg)  # bad settings fail here, before anything is built or written
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -81,20 +99,24 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
         *callbacks,
         last,  # last: a checkpoint at iteration k then holds all of k's work
     ]
+    preemption = RequeueOnSignal(last.path, submitit_signal())
+    callbacks.append(preemption)  # after `last`: at iteration k both write k's state
     if cfg.trainer.enable_progress_bar:
         callbacks.append(IterationProgressBar())
     logger = wandb_logger(cfg, run_dir)
     extra = {"logger": logger} if logger else {}  # else trainer.logger from the config
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir, **extra)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir,
+                          **extra, **distributed(cfg.trainer))
     try:
         trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and preemption.preempted_at is None:
             summary = finish(cfg, run_dir, data, model, recon, trainer)
             if logger:
                 logger.experiment.summary.update(summary)
     finally:
         if logger:
             logger.experiment.finish()  # one W&B run per job, even when this one fails
+    preemption.requeue(trainer)  # only if SLURM's signal stopped training
     return run_dir
 
 

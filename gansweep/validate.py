@@ -34,7 +34,25 @@ def validate(cfg: DictConfig) -> None:
                 f"{key}={OmegaConf.select(cfg, key)} is larger than the held-out set "
                 f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
                 f"makes a new split, so results are not comparable with the old one)")
+    _check_distributed(cfg)
     _check_networks(cfg)
+
+
+def _check_distributed(cfg: DictConfig) -> None:
+    import torch
+
+    trainer = cfg.trainer
+    processes = trainer.devices * trainer.num_nodes if isinstance(trainer.devices, int) else 1
+    if cfg.train.batch_size % processes:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is the global batch, split evenly over "
+            f"the {processes} DDP processes; make it a multiple of {processes}")
+    on_gpu = trainer.accelerator in ("gpu", "cuda") or (
+        trainer.accelerator == "auto" and torch.cuda.is_available())
+    if trainer.sync_batchnorm and processes > 1 and not on_gpu:
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm runs only on CUDA); "
+            "on CPU leave it false: BN then normalises each process's slice of the batch")
 
 
 def _check_networks(cfg: DictConfig) -> None:

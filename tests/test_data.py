@@ -66,6 +66,16 @@ def test_sampler_batches_are_a_function_of_the_iteration():
     assert list(IterationBatchSampler(100, 8, total=30, seed=2)) != full
 
 
+def test_ddp_ranks_split_each_global_batch_between_them():
+    full = list(IterationBatchSampler(100, 8, total=30, seed=1))
+    ranks = [list(IterationBatchSampler(100, 8, total=30, seed=1, rank=r, world_size=2))
+             for r in range(2)]
+    assert all(len(b) == 4 for b in ranks[0] + ranks[1])
+    assert [a + b for a, b in zip(*ranks)] == full
+    with pytest.raises(ValueError, match="divisible by the number of DDP processes"):
+        IterationBatchSampler(100, 9, total=30, seed=1, world_size=2)
+
+
 def test_batch_larger_than_training_set_is_a_clear_error():
     with pytest.raises(ValueError, match="train.batch_size"):
         IterationBatchSampler(10, 32, total=5, seed=0)

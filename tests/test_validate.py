@@ -36,3 +36,15 @@ def test_valid_settings_pass(make_cfg):
 
     validate(make_cfg())
     validate(make_cfg("arch=resnet", "norm=sn"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.devices=2", "train.batch_size=33"],
+     "train.batch_size=33 is the global batch, split evenly over the 2 DDP processes"),
+    (["trainer.devices=2", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"],
+     "trainer.sync_batchnorm=true needs GPUs"),
+])
+def test_bad_multi_process_settings_fail_before_training(make_cfg, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg(*overrides))
+    assert not (tmp_path / "run").exists()

@@ -64,7 +64,9 @@ class GANData(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train_set = Subset(self.dataset, self.split.train)
         sampler = IterationBatchSampler(
-            len(train_set), self.batch_size, self.iters, self.seed, start=self._current_iteration
+            len(train_set), self.batch_size, self.iters, self.seed, start=self._current_iteration,
+            rank=self.trainer.global_rank if self.trainer else 0,
+            world_size=self.trainer.world_size if self.trainer else 1,
         )
         return DataLoader(train_set, batch_sampler=sampler, num_workers=self.num_workers,
                           pin_memory=self.pin_memory)

@@ -4,6 +4,9 @@ Iteration i uses batch i mod P of pass i div P over the training set (P = batche
 last partial batch dropped), each pass a permutation seeded by (seed, pass). A run resumed at
 iteration k therefore sees exactly the batches an uninterrupted run sees from k on, with no
 sampler state to checkpoint.
+
+Under DDP, `batch_size` is the global batch: rank r of W takes the r-th of W equal slices of
+iteration i's batch, so together the ranks see exactly the single-process batch.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ class IterationBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, size: int, batch_size: int, total: int, seed: int,
-                 start: Callable[[], int] = lambda: 0):
+                 start: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1):
         if batch_size > size:
             raise ValueError(
                 f"train.batch_size={batch_size} is larger than the training set ({size} images)"
             )
+        if batch_size % world_size:
+            raise ValueError(f"train.batch_size={batch_size} is the global batch and must be "
+                             f"divisible by the number of DDP processes ({world_size})")
         self.size, self.batch_size, self.total, self.seed = size, batch_size, total, seed
         self.start = start
         self.per_pass = size // batch_size
+        per_rank = batch_size // world_size
+        self.rank_slice = slice(rank * per_rank, (rank + 1) * per_rank)
 
     def __len__(self) -> int:
         return self.total
@@ -46,4 +54,4 @@ class IterationBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         cache: dict = {}
         for iteration in range(self.start(), self.total):
-            yield self.batch(iteration, cache)
+            yield self.batch(iteration, cache)[self.rank_slice]

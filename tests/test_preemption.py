@@ -1,0 +1,80 @@
+"""SLURM's warning signal inside a submitit job, in one process: checkpoint at the end of the
+iteration, close the run's files, then hand over to submitit's handler. Submitit's handler
+(which would requeue through `scontrol` and exit) is replaced by a recorder; the real one is
+exercised on the local cluster in tests/test_slurm.py."""
+
+import csv
+import json
+import os
+import signal
+
+import lightning as L
+import pytest
+import torch
+
+from gansweep.train import train
+
+
+class SignalAt(L.Callback):
+    """Sends this process SLURM's warning signal during iteration `iteration`."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.iteration + 1 == self.iteration:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+
+@pytest.fixture
+def submitit_job(monkeypatch):
+    """This process as a submitit job; yields the calls its requeue handler receives."""
+    monkeypatch.setenv("SUBMITIT_FOLDER", "/nonexistent")
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    calls = []
+
+    def requeue(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    yield calls
+    assert signal.getsignal(signal.SIGUSR2) is requeue  # gansweep put submitit's back
+    signal.signal(signal.SIGUSR2, previous)
+
+
+def iters(path):
+    with open(path, newline="") as f:
+        return [int(r["iter"]) for r in csv.DictReader(f)]
+
+
+def test_signal_checkpoints_at_the_iteration_then_hands_over_to_submitit(make_cfg, tmp_path,
+                                                                       submitit_job):
+    cfg = make_cfg("wandb.mode=offline")
+    run = train(cfg, callbacks=[SignalAt(4)])
+    assert submitit_job == [signal.SIGUSR2]  # requeued once, after training stopped
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["gansweep"]["iteration"] == 4  # the iteration the signal came in
+    assert iters(run / "train.csv") == [1, 2, 3, 4]
+    assert not (run / "summary.json").exists()  # not finished: the requeued job finishes it
+
+    # the requeued job: resumes at 5 and ends as a run never signalled
+    submitit_job.clear()
+    train(cfg)
+    assert submitit_job == []
+    straight = train(make_cfg(f"run_dir={tmp_path}/straight"))
+    for name in ("train.csv", "recon.csv"):
+        assert (run / name).read_text() == (straight / name).read_text()
+    assert json.loads((run / "summary.json").read_text()) == \
+        json.loads((straight / "summary.json").read_text())
+
+
+def test_outside_submitit_the_signal_is_left_alone(make_cfg, monkeypatch):
+    monkeypatch.delenv("SUBMITIT_FOLDER", raising=False)
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    try:
+        run = train(make_cfg(), callbacks=[SignalAt(4)])
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == [signal.SIGUSR2]  # whoever installed a handler still gets the signal
+    assert json.loads((run / "summary.json").read_text())["iters_done"] == 6

@@ -1,0 +1,175 @@
+"""The cluster path on a real SLURM cluster (`launch/local_slurm.sh start`; `.ci/run` starts
+it): the submitit launcher, two DDP processes (gloo) per job, a preempted job requeued and
+resumed, a sweep re-run that skips finished runs, DDP against a single process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wandb_files import offline_runs
+
+pytestmark = pytest.mark.slow
+
+# Slow enough (digits, the default networks, ~0.1 s per iteration with 2 processes on 2
+# cores) that the test can signal a job mid-run; quick tests.
+SWEEP = ["train.iters=80", "train.ckpt_every=40", "recon.every=10", "recon.n_images=8",
+         "recon.steps=5", "final.n_images=16", "final.steps=10",
+         "trainer.enable_progress_bar=false"]
+
+
+def cluster_is_up() -> bool:
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if not cluster_is_up():
+        message = "no SLURM cluster answers here; start one with `launch/local_slurm.sh start`"
+        if os.environ.get("GANSWEEP_REQUIRE_SLURM"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def gansweep(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gansweep", *args]
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rows_in(pattern: str, root: Path, at_least: int):
+    for path in root.glob(pattern):
+        if len(path.read_text().splitlines()) > at_least:
+            return path
+    return None
+
+
+def test_a_preempted_job_of_a_slurm_sweep_resumes_and_matches_an_uninterrupted_one(
+        slurm, tmp_path):
+    # Two grid points that train identically (they differ only in when sample grids are
+    # saved): one is preempted mid-run, the other is the uninterrupted reference.
+    command = gansweep("-m", "hydra/launcher=local_slurm", f"paths.output_dir={tmp_path}",
+                       *SWEEP, "train.sample_every=1000,2000")
+    with open(tmp_path / "sweep.log", "w") as log:
+        sweep = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            csv_path = wait_for(
+                lambda: rows_in("sweeps/*/*train.sample_every=1000/train.csv", tmp_path, 10),
+                timeout=300, what="the first job to train 10 iterations")
+            sweep_dir = csv_path.parent.parent
+            (job_id,) = [p.name for p in (sweep_dir / ".submitit").glob("*_0")]
+            # what SLURM sends `signal_delay_s` before a time limit, or on preemption
+            subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+            assert sweep.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+        finally:
+            if sweep.poll() is None:
+                sweep.send_signal(signal.SIGINT)
+                subprocess.run(["scancel", "--name=gansweep"])
+
+    victim, reference = csv_path.parent, sweep_dir / csv_path.parent.name.replace("=1000", "=2000")
+    job_log = "".join(p.read_text() for p in (sweep_dir / ".submitit" / job_id).glob("*_0_log.out"))
+    assert "Starting with 2 processes" in job_log  # one job, two DDP ranks from SLURM
+    assert "saving" in job_log and f"Requeued job {job_id}" in job_log
+    assert job_log.count("Restored all states from the checkpoint") == 1
+
+    # nothing lost, nothing repeated, and the same numbers as the uninterrupted run
+    assert [int(r["iter"]) for r in rows(victim / "train.csv")] == list(range(1, 81))
+    assert [int(r["iter"]) for r in rows(victim / "recon.csv")] == list(range(10, 81, 10))
+    for name in ("train.csv", "recon.csv"):
+        assert (victim / name).read_bytes() == (reference / name).read_bytes(), name
+    summary = json.loads((victim / "summary.json").read_text())
+    assert summary == json.loads((reference / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["iters_done"] == 80
+
+    # one W&B run, continued by the requeued job, with every running test once
+    first, second = offline_runs(victim / "wandb")
+    assert first.run.run_id == second.run.run_id == (victim / "wandb_id.txt").read_text()
+    logged = first.series("recon/running") + second.series("recon/running")
+    assert [(i, pytest.approx(float(r["recon_mse"]), rel=1e-6))
+            for i, r in ((int(r["iter"]), r) for r in rows(victim / "recon.csv"))] == logged
+
+    table = rows(sweep_dir / "table.csv")
+    assert len(table) == 1 and table[0]["status"] == "2 finished"
+
+    # the same command again: every run is found finished and skipped
+    mtime = (victim / "recon.csv").stat().st_mtime_ns
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    rank0_logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_0_log.out"))
+    assert rank0_logs.count("gansweep: run already finished at iteration 80, skipped") == 2
+    assert (victim / "recon.csv").stat().st_mtime_ns == mtime
+
+
+def first_losses(run_dir: Path, iterations: int) -> list[float]:
+    """d_loss, g_loss, d_real, d_fake of the first iterations, one flat list."""
+    return [float(r[k]) for r in rows(run_dir / "train.csv")[:iterations]
+            for k in ("d_loss", "g_loss", "d_real", "d_fake")]
+
+
+@pytest.mark.parametrize("norm", ["wn", "vanilla"])
+def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm):
+    """`train.batch_size` is the global batch: two ranks with half of it each train as one
+    process with all of it (up to float rounding, which GAN training amplifies within a few
+    iterations, as it does between thread counts of one process). BN would need SyncBN,
+    which torch runs on GPUs only."""
+    settings = [f"norm={norm}", "train.iters=2",
+                "recon.every=2", "recon.n_images=8", "recon.steps=5", "final.n_images=16",
+                "final.steps=10", "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
+    one = subprocess.run(gansweep(f"paths.output_dir={tmp_path}/one", *settings),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    ddp = subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", "--job-name=gansweep",
+                          *gansweep(f"paths.output_dir={tmp_path}/ddp", *settings)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "Starting with 2 processes" in ddp.stdout + ddp.stderr
+    (run_one,) = (tmp_path / "one" / "runs").iterdir()
+    (run_ddp,) = (tmp_path / "ddp" / "runs").iterdir()
+    ddp_losses, one_losses = first_losses(run_ddp, 2), first_losses(run_one, 2)
+    # iteration 1: the losses of the initial nets and G's loss after D's first step
+    assert ddp_losses[:4] == pytest.approx(one_losses[:4], rel=1e-5)
+    assert ddp_losses[4:] == pytest.approx(one_losses[4:], rel=1e-3)
+    recon_one, recon_ddp = rows(run_one / "recon.csv"), rows(run_ddp / "recon.csv")
+    assert float(recon_ddp[0]["recon_mse"]) == pytest.approx(float(recon_one[0]["recon_mse"]),
+                                                             rel=1e-4)
+
+
+def test_without_syncbn_bn_normalises_each_ranks_half_batch(slurm, tmp_path):
+    settings = ["norm=bn", "train.iters=1", "recon.every=1", "recon.n_images=8",
+                "recon.steps=5", "final.n_images=16", "final.steps=10",
+                "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
+    subprocess.run(gansweep(f"paths.output_dir={tmp_path}/one", *settings), cwd=tmp_path,
+                   check=True, capture_output=True)
+    subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", "--job-name=gansweep",
+                    *gansweep(f"paths.output_dir={tmp_path}/ddp", *settings)], cwd=tmp_path,
+                   check=True, capture_output=True)
+    (run_one,) = (tmp_path / "one" / "runs").iterdir()
+    (run_ddp,) = (tmp_path / "ddp" / "runs").iterdir()
+    assert first_losses(run_ddp, 1) != pytest.approx(first_losses(run_one, 1), rel=1e-3)

@@ -28,7 +28,7 @@ from gansweep.evaluate import load_generator, save_comparison
 from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
-from gansweep.validate import validate
+from gansweep.validate import ConfigError, validate
 
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
@@ -70,6 +70,25 @@ def distributed(trainer_cfg: DictConfig) -> dict:
     return extra
 
 
+def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
+    """A run directory's checkpoint must be of the networks this config builds; otherwise
+    say so, instead of a state_dict size mismatch from deep inside torch."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    keys = ("arch", "norm", "image_size", "channels")
+    wanted = OmegaConf.to_container(model_cfg, resolve=True)
+    differs = [k for k in keys if saved.get(k) != wanted[k]]
+    if differs:
+        def describe(values: dict) -> str:
+            return ", ".join(f"{k}={values.get(k)!r}" for k in differs)
+
+        raise ConfigError(
+            f"{checkpoint} holds a model with {describe(saved)}, but this config builds "
+            f"{describe(wanted)}; that run directory belongs to other settings: run with the "
+            f"original ones, or give this run a directory of its own (run_dir=...)")
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     run_dir = Path(cfg.run_dir)
@@ -80,6 +99,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
     validate(cfg)  # bad settings fail here, before anything is built or written
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        check_resumable(run_dir / "checkpoints" / "last.ckpt", cfg.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -48,3 +48,18 @@ def test_bad_multi_process_settings_fail_before_training(make_cfg, tmp_path, ove
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(*overrides))
     assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_architecture_or_norm_is_a_clear_error(make_cfg, tmp_path):
+    from conftest import CrashAt
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_cfg(), callbacks=[CrashAt(4)])  # leaves checkpoints/last.ckpt at 3
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    for override, names in [("norm=bn", "norm='wn', but this config builds norm='bn'"),
+                            ("arch.generator.width=16", "'width': 16")]:
+        with pytest.raises(ConfigError, match="holds a model with") as error:
+            train(make_cfg(override))
+        assert names in str(error.value)
+    assert (tmp_path / "run" / "config.yaml").read_text() == config  # the old run untouched
+    assert "finished" in train(make_cfg()).joinpath("summary.json").read_text()

@@ -65,11 +65,13 @@ def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
     settings = cfg.wandb
     if settings.mode == "disabled":
         return None
-    if settings.mode not in ("offline", "online"):
+    # W&B's own name for offline, which its offline mode also exports to WANDB_MODE
+    mode = "offline" if settings.mode == "dryrun" else settings.mode
+    if mode not in ("offline", "online"):
         raise GansweepError(f"wandb.mode={settings.mode!r}: use offline, online or disabled")
     logger = WandbLogger(
         project=settings.project, entity=settings.entity, save_dir=str(run_dir),
-        offline=settings.mode == "offline", id=run_id(run_dir), resume="allow",
+        offline=mode == "offline", id=run_id(run_dir), resume="allow",
         name=run_dir.name, group=settings.group or sweep_group(run_dir),
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
         config=flat_config(cfg),

@@ -45,6 +45,12 @@ def slurm():
         pytest.skip(message)
 
 
+def user_env() -> dict:
+    """A user's environment: without the WANDB_MODE that earlier W&B runs in this pytest
+    process exported (W&B's offline mode sets it), so the default, offline, applies."""
+    return {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+
+
 def gansweep(*args: str) -> list[str]:
     return [sys.executable, "-m", "gansweep", *args]
 
@@ -54,12 +60,15 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def wait_for(condition, timeout: float, what: str):
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
+        if process.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit code {process.returncode}) before "
+                                 f"{what}")
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
@@ -78,11 +87,12 @@ def test_a_preempted_job_of_a_slurm_sweep_resumes_and_matches_an_uninterrupted_o
     command = gansweep("-m", "hydra/launcher=local_slurm", f"paths.output_dir={tmp_path}",
                        *SWEEP, "train.sample_every=1000,2000")
     with open(tmp_path / "sweep.log", "w") as log:
-        sweep = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        sweep = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                 env=user_env())
         try:
             csv_path = wait_for(
                 lambda: rows_in("sweeps/*/*train.sample_every=1000/train.csv", tmp_path, 10),
-                timeout=300, what="the first job to train 10 iterations")
+                timeout=300, what="the first job to train 10 iterations", process=sweep)
             sweep_dir = csv_path.parent.parent
             (job_id,) = [p.name for p in (sweep_dir / ".submitit").glob("*_0")]
             # what SLURM sends `signal_delay_s` before a time limit, or on preemption
@@ -120,7 +130,8 @@ def test_a_preempted_job_of_a_slurm_sweep_resumes_and_matches_an_uninterrupted_o
 
     # the same command again: every run is found finished and skipped
     mtime = (victim / "recon.csv").stat().st_mtime_ns
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                           env=user_env())
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     rank0_logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_0_log.out"))
     assert rank0_logs.count("gansweep: run already finished at iteration 80, skipped") == 2

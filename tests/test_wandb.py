@@ -78,3 +78,10 @@ def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
     assert {wb.run.run_group for wb in runs.values()} == {sweep.name}
     assert {wb.config["norm"] for wb in runs.values()} == {"vanilla", "wn"}
     assert len({wb.run.run_id for wb in runs.values()}) == 2
+
+
+def test_dryrun_is_offline(make_cfg):
+    """W&B's own name for offline mode, which its offline runs export as WANDB_MODE."""
+    run = train(make_cfg("wandb.mode=dryrun"))
+    (offline,) = offline_runs(run / "wandb")
+    assert offline.run.run_id == (run / "wandb_id.txt").read_text()

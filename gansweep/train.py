@@ -28,7 +28,7 @@ from gansweep.evaluate import load_generator, save_comparison
 from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
-from gansweep.validate import ConfigError, validate
+from gansweep.validate import ConfigError, process_count, validate
 
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
@@ -59,7 +59,7 @@ def recon_settings(cfg: DictConfig) -> ReconSettings:
 def distributed(trainer_cfg: DictConfig) -> dict:
     """Trainer arguments for runs of several processes and for SLURM jobs."""
     extra = {}
-    if trainer_cfg.strategy == "auto" and trainer_cfg.devices * trainer_cfg.num_nodes > 1:
+    if trainer_cfg.strategy == "auto" and process_count(trainer_cfg) > 1:
         # Under manual optimisation D's step leaves G's parameters without gradients and vice
         # versa; DDP must be told, or it waits for them.
         extra["strategy"] = "ddp_find_unused_parameters_true"
@@ -75,7 +75,9 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
     say so, instead of a state_dict size mismatch from deep inside torch."""
     import torch
 
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    # mmap: only the small hyperparameters are read here; fit() loads the weights later
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False,
+                       mmap=True)["hyper_parameters"]
     keys = ("arch", "norm", "image_size", "channels")
     wanted = OmegaConf.to_container(model_cfg, resolve=True)
     differs = [k for k in keys if saved.get(k) != wanted[k]]

@@ -38,11 +38,19 @@ def validate(cfg: DictConfig) -> None:
     _check_networks(cfg)
 
 
+def process_count(trainer: DictConfig) -> int:
+    """DDP processes of one run, as far as the config says (`devices=auto` counts as 1:
+    Lightning decides then)."""
+    devices = trainer.devices
+    per_node = len(devices) if OmegaConf.is_list(devices) else devices
+    return per_node * trainer.num_nodes if isinstance(per_node, int) else 1
+
+
 def _check_distributed(cfg: DictConfig) -> None:
     import torch
 
     trainer = cfg.trainer
-    processes = trainer.devices * trainer.num_nodes if isinstance(trainer.devices, int) else 1
+    processes = process_count(trainer)
     if cfg.train.batch_size % processes:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} is the global batch, split evenly over "

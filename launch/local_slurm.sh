@@ -103,7 +103,6 @@ start() {
     pgrep -x slurmctld >/dev/null || slurmctld
     pgrep -x slurmd >/dev/null || slurmd
     wait_for_node
-    scontrol update nodename="$NODE" state=resume 2>/dev/null || true
     echo "local_slurm: up: node $NODE, $(nproc) CPUs, partition debug"
 }
 

@@ -4,7 +4,7 @@
 One row per variant (the norm, plus arch and dataset where they vary across the runs), with
 the paper's columns: best iteration, running loss (the running test at the best iteration)
 and final loss (the best checkpoint's final test). Several seeds of a variant give
-mean +- std and their count. Diverged runs count as results (up to their divergence) and
+mean +- std and the number of runs. Diverged runs count as results (up to their divergence) and
 say so; runs that did not finish are shown with the iteration they reached, never dropped. Writes `table.md`, `table.csv`, `table.tex` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm). A multirun writes and
@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gansweep.errors import GansweepError
+from gansweep.restarts import ARCHIVE
 
 COMPARED = ("norm", "arch", "dataset")
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
@@ -56,9 +57,10 @@ def _with_iters_done(run: dict) -> dict:
 
 
 def collect(sweep_dir: Path) -> list[dict]:
-    """Every run under `sweep_dir` (a directory holding a config.yaml), in name order."""
+    """Every run under `sweep_dir` (a directory holding a config.yaml), in name order;
+    attempts a run gave up for a restart (`restarts/<k>/`) are part of that run, not runs."""
     return [read_run(p.parent) for p in sorted(Path(sweep_dir).rglob("config.yaml"))
-            if ".hydra" not in p.parts]
+            if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE]
 
 
 def collect_wandb(project: str) -> list[dict]:
@@ -97,7 +99,9 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     groups = defaultdict(list)
     for run in runs:
         groups[tuple(run[k] for k in keys)].append(run)
-    header = [*keys, *(title for _, title, _ in COLUMNS), "seeds", "status"]
+    # "runs": the runs pooled in a row (runs that differ only in settings outside COMPARED
+    # are pooled too, so this is not always a count of distinct seeds)
+    header = [*keys, *(title for _, title, _ in COLUMNS), "runs", "status"]
     rows = []
     for variant, members in sorted(groups.items()):
         # a diverged run's best iteration and losses are results (the paper's collapsing
@@ -108,7 +112,10 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         finished = sum(r["status"] == "finished" for r in members)
         others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
                   for r in members if r["status"] != "finished"]
-        status = "; ".join([f"{finished} finished"] * bool(finished) + others)
+        restarted = [f"seed {r['seed']} after {len(r['restarts'])} early "
+                     f"divergence{'s' * (len(r['restarts']) > 1)} restarted"
+                     for r in members if r.get("restarts")]
+        status = "; ".join([f"{finished} finished"] * bool(finished) + others + restarted)
         rows.append([*variant, *cells, str(len(members)), status])
     return header, rows
 
@@ -149,7 +156,7 @@ def plot(runs: list[dict], path: Path) -> None:
         common = sorted(set.intersection(*(set(i for i, _ in r["series"]) for r in members)))
         by_iter = [[dict(r["series"])[i] for r in members] for i in common]
         ax.plot(common, [statistics.mean(v) for v in by_iter], color=colour,
-                label=f"{label} (mean of {len(members)} seeds)")
+                label=f"{label} (mean of {len(members)} runs)")
         ax.fill_between(common, [min(v) for v in by_iter], [max(v) for v in by_iter],
                         color=colour, alpha=0.2, linewidth=0)
     ax.set_xlabel("GAN iteration")

@@ -8,6 +8,7 @@ with `@hydra.main` (see `__main__.py`). Re-running a run directory continues it:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gansweep import restarts
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
@@ -94,6 +96,7 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     run_dir = Path(cfg.run_dir)
+    restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
     done = read_summary(run_dir)
     if done and done.get("status") in ("finished", "diverged"):  # both are results
         if rank_zero_only.rank == 0:
@@ -101,6 +104,17 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
     validate(cfg)  # bad settings fail here, before anything is built or written
+    while train_attempt(cfg, run_dir, callbacks) == "restart":
+        pass
+    return run_dir
+
+
+def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> str:
+    """One attempt at the run (see gansweep/restarts.py): "done", "preempted" or "restart"."""
+    attempt = restarts.attempts_archived(run_dir)
+    if attempt:
+        cfg = copy.deepcopy(cfg)
+        cfg.seed = restarts.attempt_seed(cfg.seed, attempt)
     if (run_dir / "checkpoints" / "last.ckpt").exists():
         check_resumable(run_dir / "checkpoints" / "last.ckpt", cfg.model)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,15 +146,42 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
                           **extra, **distributed(cfg.trainer))
     try:
         trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
+        # every rank sees the same divergence (losses are averaged over ranks first)
+        restart = restarts.wanted(cfg.train, model.diverged_at, attempt)
         if trainer.is_global_zero and preemption.preempted_at is None:
-            summary = finish(cfg, run_dir, data, model, recon, trainer)
+            summary = (attempt_summary(cfg, model, recon) if restart
+                       else finish(cfg, run_dir, data, model, recon, trainer))
             if logger:
                 logger.experiment.summary.update(summary)
     finally:
         if logger:
             logger.experiment.finish()  # one W&B run per job, even when this one fails
-    preemption.requeue(trainer)  # only if SLURM's signal stopped training
-    return run_dir
+    if preemption.preempted_at is not None:
+        preemption.requeue(trainer)  # only returns outside submitit (tests)
+        return "preempted"
+    if restart:
+        if trainer.is_global_zero:
+            moved_to = restarts.archive(run_dir, attempt, summary)
+            print(f"gansweep: attempt {attempt} (seed {cfg.seed}) diverged at iteration "
+                  f"{model.diverged_at}, within train.restart_on_early_divergence="
+                  f"{cfg.train.restart_on_early_divergence}; its files are in {moved_to}; "
+                  f"starting over with seed {cfg.seed + restarts.SEED_STRIDE}")
+        trainer.strategy.barrier("restart")  # the others start once the directory is clear
+        return "restart"
+    return "done"
+
+
+def attempt_summary(cfg: DictConfig, model, recon: RunningRecon) -> dict:
+    """What an attempt given up for a restart reached (no final test: it is not a result)."""
+    return {"status": "diverged", "restarted": True, "diverged_at": model.diverged_at,
+            "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+            "seed": cfg.seed, "iters_done": model.iteration,
+            "best_iter": recon.best_iter, "running_loss": best_running_loss(recon)}
+
+
+def best_running_loss(recon: RunningRecon) -> float | None:
+    """None, not inf, when no running test came before a divergence (JSON has no inf)."""
+    return recon.best_loss if recon.best_iter is not None else None
 
 
 def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, trainer) -> dict:
@@ -155,15 +196,17 @@ def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, tra
         "diverged_at": model.diverged_at,
         "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
         "seed": cfg.seed, "iters_done": model.iteration,
-        "best_iter": recon.best_iter, "running_loss": recon.best_loss,
+        "best_iter": recon.best_iter, "running_loss": best_running_loss(recon),
         "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
         **final,
+        "restarts": restarts.history(run_dir),  # earlier attempts that diverged early
     }
     write_summary(run_dir, summary)
     if diverged:
-        print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); best "
-              f"running reconstruction error {recon.best_loss:.6f} at iteration "
-              f"{recon.best_iter}; checkpoints and history kept in {run_dir}")
+        best = (f"best running reconstruction error {recon.best_loss:.6f} at iteration "
+                f"{recon.best_iter}" if recon.best_iter else "no running test before it")
+        print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); {best}; "
+              f"checkpoints and history kept in {run_dir}")
     else:
         print(f"gansweep: run finished at iteration {model.iteration}: best running "
               f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 
 import gansweep.runs  # noqa: F401  (resolvers the root config uses)
@@ -51,3 +52,18 @@ class CrashAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, *args):
         if pl_module.iteration == self.iteration:
             raise RuntimeError("simulated crash")
+
+
+class PoisonGenerator(L.Callback):
+    """Sets G's weights to NaN after `iteration` (in runs of the given `seeds`, default all):
+    the next iteration's losses are NaN."""
+
+    def __init__(self, iteration: int, seeds: tuple[int, ...] | None = None):
+        self.iteration, self.seeds = iteration, seeds
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == self.iteration and (
+                self.seeds is None or pl_module.hparams.seed in self.seeds):
+            with torch.no_grad():
+                for p in pl_module.generator.parameters():
+                    p.fill_(float("nan"))

@@ -56,7 +56,7 @@ def test_multirun_runs_each_norm_one_after_another(tmp_path):
     assert out.count("finished at iteration 6") == 3
     assert (sweep / "multirun.yaml").exists()
     # the sweep ends with the paper's table, printed and written
-    assert "| norm | best iteration | running loss | final loss | seeds | status |" in out
+    assert "| norm | best iteration | running loss | final loss | runs | status |" in out
     assert out.count(" | 1 | 1 finished |") == 3
     assert {p.name for p in sweep.iterdir()} >= {"table.md", "table.csv", "table.tex",
                                                  "recon.png"}

@@ -35,7 +35,7 @@ def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
     md = main([str(sweep), "--out", str(tmp_path)])
     with open(tmp_path / "table.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
-    assert header == ["norm", "best iteration", "running loss", "final loss", "seeds", "status"]
+    assert header == ["norm", "best iteration", "running loss", "final loss", "runs", "status"]
     assert [r[0] for r in rows] == ["vanilla", "wn"]
     vanilla = summaries(sweep, "vanilla")
     final = [s["final_loss"] for s in vanilla]

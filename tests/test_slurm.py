@@ -186,3 +186,26 @@ def test_without_syncbn_bn_normalises_each_ranks_half_batch(slurm, tmp_path):
                 "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
     run_one, run_ddp, _ = one_process_and_srun(tmp_path, settings)
     assert first_losses(run_ddp, 1) != pytest.approx(first_losses(run_one, 1), rel=1e-3)
+
+
+def test_an_early_divergence_restarts_every_rank_of_a_ddp_run(slurm, tmp_path):
+    """Both ranks see the divergence (losses and the running test are shared), rank 0 moves
+    the attempt aside, and both start over with the next seed. A running test whose z steps
+    overflow (recon.lr=1e38) makes any seed diverge at its first test."""
+    settings = ["train.iters=4", "recon.every=2", "recon.lr=1e38", "recon.n_images=8",
+                "recon.steps=5", "final.n_images=16", "final.steps=10",
+                "train.restart_on_early_divergence=2", "train.max_restarts=1",
+                "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
+    done = subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", "--job-name=gansweep",
+                           *gansweep(f"paths.output_dir={tmp_path}", *settings)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "Starting with 2 processes" in output
+    assert output.count("attempt 0 (seed 0) diverged at iteration 2") == 1  # rank 0 says it
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["seed"] == 1_000_000
+    assert summary["restarts"] == [{"seed": 0, "diverged_at": 2, "dir": "restarts/0"}]
+    assert [int(r["iter"]) for r in rows(run / "train.csv")] == [1, 2]
+    assert [int(r["iter"]) for r in rows(run / "restarts" / "0" / "train.csv")] == [1, 2]

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import CrashAt
+from conftest import CrashAt, PoisonGenerator
 from gansweep.train import LOSS_COLUMNS, train
 
 
@@ -49,7 +49,7 @@ def test_every_norm_trains_and_writes_its_outputs(make_cfg, norm):
         "norm": norm, "arch": "dcgan", "dataset": "digits", "seed": 0,
         "iters_done": 6, "best_iter": best_iter, "running_loss": summary["running_loss"],
         "running_n_images": 8, "running_steps": 5, "final_loss": 0, "final_iter": best_iter,
-        "final_n_images": 16, "final_steps": 10,
+        "final_n_images": 16, "final_steps": 10, "restarts": [],
     }
     assert 0 < summary["final_loss"] < 1
 
@@ -149,19 +149,6 @@ def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
     rows = read_csv(run / "train.csv")
     assert all(float(r["d_loss"]) > 0 and float(r["g_loss"]) > 0 for r in rows)
     assert 0 < summary["final_loss"] < 1
-
-
-class PoisonGenerator(L.Callback):
-    """Sets G's weights to NaN after `iteration`: the next iteration's losses are NaN."""
-
-    def __init__(self, iteration: int):
-        self.iteration = iteration
-
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        if pl_module.iteration == self.iteration:
-            with torch.no_grad():
-                for p in pl_module.generator.parameters():
-                    p.fill_(float("nan"))
 
 
 def test_divergence_is_a_result_not_a_crash(make_cfg, capsys):

@@ -1,0 +1,119 @@
+"""Property: any combination of command-line overrides either trains (valid input: one
+iteration, summary written) or stops with exit code 1 and a clear message (invalid input),
+never with a traceback. Validity is decided here, from the documented rules, not by the code
+under test, so a valid setting that the code rejects fails the test too."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from conftest import TINY_NETS
+from gansweep.__main__ import main
+
+pytestmark = pytest.mark.slow
+
+NORMS = ["vanilla", "bn", "wn", "wn_affine", "sn"]
+ARCHS = ["dcgan", "resnet"]
+# training one iteration, with tests just big enough to run
+QUICK = ["train.iters=1", "recon.every=1", "recon.n_images=4", "recon.steps=2",
+         "final.n_images=4", "final.steps=2", "trainer.enable_progress_bar=false",
+         "wandb.mode=disabled", "train.ckpt_every=1", "train.sample_every=1"]
+HOLDOUT = 300  # the shipped digits' held-out set
+NOT_A_NUMBER = st.sampled_from(["abc", "null", "[1,2]"])
+
+# key -> (strategy of valid values, strategy of invalid ones)
+NUMBERS = {
+    "train.iters": (st.just(1), st.sampled_from([0, -3]) | NOT_A_NUMBER),
+    "train.batch_size": (st.integers(1, 6), st.sampled_from([0, -4, 2.5]) | NOT_A_NUMBER),
+    "train.lr": (st.sampled_from([1e-4, 0.5, 3]), st.sampled_from([0, -1e-4]) | NOT_A_NUMBER),
+    "recon.n_images": (st.integers(1, 6), st.sampled_from([0, -1, HOLDOUT + 1]) | NOT_A_NUMBER),
+    "recon.steps": (st.integers(0, 3), st.sampled_from([-1, 1.5]) | NOT_A_NUMBER),
+    "final.n_images": (st.integers(1, 6), st.sampled_from([0, HOLDOUT + 5]) | NOT_A_NUMBER),
+    "seed": (st.integers(0, 2**31), st.sampled_from([-1, 0.5]) | NOT_A_NUMBER),
+    "train.max_restarts": (st.integers(0, 3), st.sampled_from([-1]) | NOT_A_NUMBER),
+}
+IMAGE_SIZES = [4, 7, 8, 10, 12, 16, 24, 0, -8]
+
+
+def image_size_is_valid(arch: str, size: int) -> bool:
+    """The documented rules: the DCGAN halves down to below 8 px through even sizes, from at
+    least 8 px; the tiny test ResNet (2 levels) needs a multiple of 4."""
+    if size <= 0:
+        return False
+    if arch not in ARCHS:
+        return True  # the arch itself is what is wrong
+    if arch == "resnet":
+        return size % 4 == 0
+    if size < 8:
+        return False
+    while size >= 8:
+        if size % 2:
+            return False
+        size //= 2
+    return True
+
+
+ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", *NUMBERS]
+
+
+@st.composite
+def command_lines(draw):
+    """(overrides, whether a user should expect them to train): about half valid, the others
+    with one or two things wrong."""
+    broken = draw(st.just(frozenset()) | st.frozensets(st.sampled_from(ASPECTS), min_size=1,
+                                                       max_size=2))
+    norm = draw(st.sampled_from(["foo", "WN"] if "norm" in broken else NORMS))
+    arch = draw(st.sampled_from(["gan"] if "arch" in broken else ARCHS))
+    overrides = [f"norm={norm}", f"arch={arch}", *TINY_NETS.get(arch, [])]
+    if "dataset.image_size" in broken or draw(st.booleans()):
+        wrong = "dataset.image_size" in broken
+        sizes = [size for size in IMAGE_SIZES if image_size_is_valid(arch, size) != wrong]
+        sizes = sizes or IMAGE_SIZES  # an unknown arch takes none
+        overrides.append(f"dataset.image_size={draw(st.sampled_from(sizes))}")
+    if "dataset" in broken:
+        overrides.append("dataset=celeba")  # a data set that is not on this machine
+    for key, (good, bad) in NUMBERS.items():
+        if key in broken or draw(st.integers(0, 3)) == 0:
+            overrides.append(f"{key}={draw(bad if key in broken else good)}")
+    return overrides, not broken
+
+
+counter = itertools.count()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(command_lines())
+def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
+        tmp_path, capsys, monkeypatch, case):
+    overrides, valid = case
+    event("valid" if valid else "invalid")
+    out_dir = tmp_path / str(next(counter))
+    monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data-here"))
+    monkeypatch.setattr(sys, "argv", ["gansweep", *QUICK, f"paths.output_dir={out_dir}",
+                                      *overrides])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    said = capsys.readouterr()
+    said = said.out + said.err
+    assert "Traceback" not in said, said[-3000:]
+    if valid:
+        assert code == 0, said[-3000:]
+        (summary,) = out_dir.glob("runs/*/summary.json")
+        assert json.loads(summary.read_text())["iters_done"] == 1
+    else:
+        assert code == 1, said[-3000:]
+        assert not list(out_dir.glob("runs/*/checkpoints")), "invalid input trained"
+        message = [line for line in said.splitlines()
+                   if "gansweep:" in line or "Could not find" in line
+                   or "Error" in line]
+        assert message, said[-3000:]

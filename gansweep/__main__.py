@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,15 +17,24 @@ log = logging.getLogger("gansweep")
 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from gansweep.train import train  # torch/lightning import after Hydra parses the CLI
+    # torch/lightning import after Hydra parses the CLI
+    from gansweep.train import train, write_failure
 
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         train(cfg)
     except GansweepError as error:
         log.error(f"gansweep: {error}")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra marks this job failed; the sweep's other jobs still run
-        sys.exit(1)  # a single run: the message above is the whole story, no traceback
+        if not sweep:
+            sys.exit(1)  # a single run: the message above is the whole story, no traceback
+        write_failure(Path(cfg.run_dir), cfg, error)
+    except Exception as error:
+        if not sweep:
+            raise  # not the user's input: a bug, whose traceback is the report
+        log.exception(f"gansweep: run {cfg.run_dir} failed")
+        write_failure(Path(cfg.run_dir), cfg, error)
+    # In a sweep a failed run is recorded, not raised: Hydra would stop at the first failed
+    # job's exception before the table; the table lists it and the sweep exits 1 (report.py).
 
 
 if __name__ == "__main__":

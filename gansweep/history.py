@@ -1,4 +1,5 @@
-"""Per-iteration CSV files (`train.csv`, `recon.csv`) that survive crashes and resumes.
+"""Per-iteration CSV files (`train.csv`, `recon.csv`) that survive crashes and resumes, and
+JSON records (`summary.json`, ...) that a kill never tears.
 
 Rows are appended as they come (line-buffered). When a run resumes from a checkpoint taken at
 iteration k, rows after k are dropped, so the file continues with no gap and no duplicate;
@@ -9,6 +10,7 @@ rename, so a kill at any moment leaves a readable file.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -46,3 +48,14 @@ class IterationCsv:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+FAILED = "failed.json"  # a sweep's run that raised (train.write_failure), for the table
+
+
+def write_json(path: str | Path, content: dict) -> None:
+    """Through a temporary file and a rename: a kill leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2))
+    os.replace(tmp, path)

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gansweep.errors import GansweepError
+from gansweep.history import FAILED
 from gansweep.restarts import ARCHIVE
 
 COMPARED = ("norm", "arch", "dataset")
@@ -34,9 +36,11 @@ COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running
 
 def read_run(run_dir: Path) -> dict:
     """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
-    summary_path = run_dir / "summary.json"
+    summary_path, failure_path = run_dir / "summary.json", run_dir / FAILED
     if summary_path.exists():
         run = json.loads(summary_path.read_text())
+    elif failure_path.exists():  # a sweep's run that raised (gansweep/__main__.py)
+        run = json.loads(failure_path.read_text())
     else:
         cfg = OmegaConf.load(run_dir / "config.yaml")
         run = {"status": "unfinished", "norm": cfg.norm.name, "arch": cfg.arch.name,
@@ -57,10 +61,12 @@ def _with_iters_done(run: dict) -> dict:
 
 
 def collect(sweep_dir: Path) -> list[dict]:
-    """Every run under `sweep_dir` (a directory holding a config.yaml), in name order;
+    """Every run under `sweep_dir` (a directory holding a config.yaml, or the failed.json
+    of a run that failed before writing one), in name order;
     attempts a run gave up for a restart (`restarts/<k>/`) are part of that run, not runs."""
-    return [read_run(p.parent) for p in sorted(Path(sweep_dir).rglob("config.yaml"))
-            if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE]
+    dirs = {p.parent for name in ("config.yaml", FAILED) for p in Path(sweep_dir).rglob(name)
+            if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE}
+    return [read_run(d) for d in sorted(dirs)]
 
 
 def collect_wandb(project: str) -> list[dict]:
@@ -198,6 +204,13 @@ class SweepReport(Callback):
                   f"{sweep_dir}")
         except Exception as error:  # a report problem must not hide the sweep's results
             print(f"gansweep: could not write the sweep report for {sweep_dir}: {error}")
+        failed = sorted(sweep_dir.rglob(FAILED))
+        if failed:
+            print(f"gansweep: {len(failed)} run(s) of this sweep failed; the reason is in each "
+                  f"one's failed.json and log: " + ", ".join(str(p.parent) for p in failed)
+                  + ". Fix it and run the same command again: finished runs are skipped.",
+                  file=sys.stderr)
+            sys.exit(1)  # scripts and CI see the sweep as failed, after its table
 
 
 def main(argv=None) -> str:

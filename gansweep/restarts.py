@@ -20,6 +20,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from gansweep.history import write_json
+
 SEED_STRIDE = 1_000_000
 ARCHIVE = "restarts"
 # Hydra's record of the command and the job's log belong to the run as a whole
@@ -57,9 +59,7 @@ def archive(run_dir: Path, attempt: int, summary: dict) -> Path:
     run_dir = Path(run_dir)
     partial = run_dir / ARCHIVE / f"{attempt}.partial"
     partial.mkdir(parents=True, exist_ok=True)
-    tmp = partial / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, partial / "summary.json")
+    write_json(partial / "summary.json", summary)
     return complete_archive(run_dir)
 
 

@@ -27,6 +27,7 @@ from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossH
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
+from gansweep.history import FAILED, write_json
 from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
@@ -48,9 +49,17 @@ def read_summary(run_dir: Path) -> dict | None:
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, run_dir / "summary.json")
+    write_json(run_dir / "summary.json", summary)
+
+
+
+def write_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
+    """`failed.json`: a sweep's run that raised, for the table (removed when it trains)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / FAILED, {
+        "status": "failed", "error": f"{type(error).__name__}: {error}",
+        "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+        "seed": cfg.seed})
 
 
 def recon_settings(cfg: DictConfig) -> ReconSettings:
@@ -104,6 +113,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
     validate(cfg)  # bad settings fail here, before anything is built or written
+    (run_dir / FAILED).unlink(missing_ok=True)  # an earlier failure, fixed since
     while train_attempt(cfg, run_dir, callbacks) == "restart":
         pass
     return run_dir

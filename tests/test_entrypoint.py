@@ -107,3 +107,22 @@ def test_the_arch_by_norm_grid_runs_on_the_default_data(tmp_path):
     pairs = {(json.loads((r / "summary.json").read_text())["arch"],
               json.loads((r / "summary.json").read_text())["norm"]) for r in runs}
     assert pairs == {(a, n) for a in ("dcgan", "resnet") for n in ("vanilla", "bn", "wn", "sn")}
+
+
+def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path):
+    """One grid point cannot run (7 px is too small for the DCGAN): the others still train,
+    the table lists it as failed, and the sweep exits 1 after the table, with no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "dataset.image_size=7,32",
+                           *TINY], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out
+    assert "DCGAN needs images of at least 8 px; got 7 px" in out
+    assert "| 2 | 1 finished; failed at 0 (seed 0) |" in out
+    assert "1 run(s) of this sweep failed" in out.split("| 2 | 1 finished")[1]  # after it
+    (failed,) = (tmp_path / "outputs" / "sweeps").rglob("failed.json")
+    record = json.loads(failed.read_text())
+    assert record["status"] == "failed" and "got 7 px" in record["error"]
+    assert "dataset.image_size=7" in failed.parent.name
+    (summary,) = (tmp_path / "outputs" / "sweeps").rglob("summary.json")
+    assert json.loads(summary.read_text())["status"] == "finished"

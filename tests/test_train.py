@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -179,3 +180,13 @@ def test_a_diverged_run_shows_in_the_report(make_cfg, tmp_path):
     train(make_cfg("norm=bn", f"run_dir={tmp_path}/sweep/bn"))
     md = main([str(tmp_path / "sweep")])
     assert "| wn | 3 |" in md and "diverged at 5 (seed 0)" in md
+
+
+def test_a_run_that_trains_drops_the_failure_an_earlier_attempt_left(make_cfg):
+    from gansweep.train import write_failure
+
+    cfg = make_cfg()
+    write_failure(Path(cfg.run_dir), cfg, ValueError("out of memory"))
+    run = train(cfg)
+    assert not (run / "failed.json").exists()
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -48,18 +47,24 @@ def read_summary(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_summary(run_dir: Path, summary: dict) -> None:
-    write_json(run_dir / "summary.json", summary)
+def identity(cfg: DictConfig) -> dict:
+    """What every record of a run (summary, failure) says it is: the compared keys, seed."""
+    return {"norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+            "seed": cfg.seed}
 
+
+def progress(model, recon: RunningRecon) -> dict:
+    """How far a run got, and its best running test (None, not inf, when no running test
+    came before a divergence: JSON has no inf)."""
+    return {"iters_done": model.iteration, "best_iter": recon.best_iter,
+            "running_loss": recon.best_loss if recon.best_iter is not None else None}
 
 
 def write_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
     """`failed.json`: a sweep's run that raised, for the table (removed when it trains)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / FAILED, {
-        "status": "failed", "error": f"{type(error).__name__}: {error}",
-        "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-        "seed": cfg.seed})
+    write_json(run_dir / FAILED, {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                  **identity(cfg)})
 
 
 def recon_settings(cfg: DictConfig) -> ReconSettings:
@@ -121,10 +126,10 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
 
 def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> str:
     """One attempt at the run (see gansweep/restarts.py): "done", "preempted" or "restart"."""
-    attempt = restarts.attempts_archived(run_dir)
+    attempt, first_seed = restarts.attempts_archived(run_dir), cfg.seed
     if attempt:
         cfg = copy.deepcopy(cfg)
-        cfg.seed = restarts.attempt_seed(cfg.seed, attempt)
+        cfg.seed = restarts.attempt_seed(first_seed, attempt)
     if (run_dir / "checkpoints" / "last.ckpt").exists():
         check_resumable(run_dir / "checkpoints" / "last.ckpt", cfg.model)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,7 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
             print(f"gansweep: attempt {attempt} (seed {cfg.seed}) diverged at iteration "
                   f"{model.diverged_at}, within train.restart_on_early_divergence="
                   f"{cfg.train.restart_on_early_divergence}; its files are in {moved_to}; "
-                  f"starting over with seed {cfg.seed + restarts.SEED_STRIDE}")
+                  f"starting over with seed {restarts.attempt_seed(first_seed, attempt + 1)}")
         trainer.strategy.barrier("restart")  # the others start once the directory is clear
         return "restart"
     return "done"
@@ -184,14 +189,7 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
 def attempt_summary(cfg: DictConfig, model, recon: RunningRecon) -> dict:
     """What an attempt given up for a restart reached (no final test: it is not a result)."""
     return {"status": "diverged", "restarted": True, "diverged_at": model.diverged_at,
-            "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-            "seed": cfg.seed, "iters_done": model.iteration,
-            "best_iter": recon.best_iter, "running_loss": best_running_loss(recon)}
-
-
-def best_running_loss(recon: RunningRecon) -> float | None:
-    """None, not inf, when no running test came before a divergence (JSON has no inf)."""
-    return recon.best_loss if recon.best_iter is not None else None
+            **identity(cfg), **progress(model, recon)}
 
 
 def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, trainer) -> dict:
@@ -204,17 +202,15 @@ def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, tra
     summary = {
         "status": "diverged" if diverged else "finished",
         "diverged_at": model.diverged_at,
-        "norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-        "seed": cfg.seed, "iters_done": model.iteration,
-        "best_iter": recon.best_iter, "running_loss": best_running_loss(recon),
+        **identity(cfg), **progress(model, recon),
         "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
         **final,
         "restarts": restarts.history(run_dir),  # earlier attempts that diverged early
     }
-    write_summary(run_dir, summary)
+    write_json(run_dir / "summary.json", summary)
     if diverged:
         best = (f"best running reconstruction error {recon.best_loss:.6f} at iteration "
-                f"{recon.best_iter}" if recon.best_iter else "no running test before it")
+                f"{recon.best_iter}" if recon.best_iter is not None else "no running test before it")
         print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); {best}; "
               f"checkpoints and history kept in {run_dir}")
     else:

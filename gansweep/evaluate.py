@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -56,10 +57,22 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
+def kernels_like_training(run_dir: Path) -> None:
+    """The run's `trainer.deterministic`, so that on a GPU a re-evaluation repeats the run's
+    final test bit for bit (as Lightning sets it for training; runs from before the key were
+    trained without it)."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    deterministic = bool(OmegaConf.select(cfg, "trainer.deterministic", default=False))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before any cuBLAS call
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | None = None,
                  settings: ReconSettings = ReconSettings()) -> dict:
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
+    kernels_like_training(run_dir)
     generator, iteration = load_generator(path)
     images = heldout_images(run_dir, n_images)
     rec = reconstruct(generator, images, settings)

@@ -1,6 +1,7 @@
 """The real entry point, `python -m gansweep`, as a user runs it: single run, -m, a wheel."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,9 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
     (wheel,) = dist.glob("gansweep-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True, capture_output=True)
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    # The machine's environment stays (an MPI or CUDA setup may live in it); only the path
+    # to an editable checkout goes.
+    env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run([sys.executable, "-c", "import gansweep; print(gansweep.__file__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(site))  # the wheel's copy, not the checkout

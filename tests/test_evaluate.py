@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from gansweep.evaluate import main
@@ -46,3 +47,21 @@ def test_clear_errors_for_a_wrong_directory_or_checkpoint(run, tmp_path, capsys)
     assert "not a gansweep run directory" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         main([str(run), "--checkpoint", str(tmp_path / "nope.ckpt")])
+
+
+def test_reevaluation_uses_the_runs_deterministic_setting(run):
+    # A GPU re-evaluation repeats the final test bit for bit only with the kernels it ran with.
+    config = run / "config.yaml"
+    text = config.read_text()
+    assert "deterministic: true" in text
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        main([str(run), "--n-images", "4", "--steps", "1"])
+        assert torch.are_deterministic_algorithms_enabled()
+        config.write_text(text.replace("deterministic: true", "deterministic: false"))
+        main([str(run), "--n-images", "4", "--steps", "1"])
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        config.write_text(text)
+        torch.use_deterministic_algorithms(before)

@@ -1,7 +1,8 @@
 """The paper's table and figure from any sweep: `python -m gansweep.report SWEEP_DIR`
 (or `--wandb ENTITY/PROJECT --out DIR` for the runs of a W&B project).
 
-One row per variant (the norm, plus arch and dataset where they vary across the runs), with
+One row per variant (the norm, plus arch, dataset and any other setting the runs' command lines
+gave different values, e.g. `dataset.image_size`; never the seed, whose runs a row pools), with
 the paper's columns: best iteration, running loss (the running test at the best iteration)
 and final loss (the best checkpoint's final test). Several seeds of a variant give
 mean +- std and the number of runs. Diverged runs count as results (up to their divergence) and
@@ -22,11 +23,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gansweep.errors import GansweepError
 from gansweep.history import FAILED
 from gansweep.restarts import ARCHIVE
+from gansweep.runs import result_settings
 
 COMPARED = ("norm", "arch", "dataset")
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
@@ -50,7 +52,21 @@ def read_run(run_dir: Path) -> dict:
         with open(run_dir / "recon.csv", newline="") as f:
             series = [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)
                       if r.get("iter", "").isdigit()]
-    return _with_iters_done({**run, "dir": str(run_dir), "series": series})
+    config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() \
+        else {}
+    return _with_iters_done({**run, "dir": str(run_dir), "series": series,
+                             "settings": command_line_settings(run_dir), "config": config})
+
+
+def command_line_settings(run_dir: Path) -> dict[str, str]:
+    """The overrides the run's results depend on, from what Hydra saved beside it (runs that
+    `train(cfg)` made directly have none)."""
+    hydra_dir = run_dir / ".hydra"
+    if not (hydra_dir / "overrides.yaml").exists():
+        return {}
+    hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
+    return result_settings(list(OmegaConf.load(hydra_dir / "overrides.yaml")),
+                           list(hydra.job.config.override_dirname.exclude_keys))
 
 
 def _with_iters_done(run: dict) -> dict:
@@ -84,12 +100,32 @@ def collect_wandb(project: str) -> list[dict]:
             **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
             "status": run.summary.get("status") or f"unfinished ({run.state})",
             "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
-            "dir": None}))
+            "settings": run.config.get("settings") or {}, "config": run.config, "dir": None}))
     return runs
 
 
+def setting(run: dict, key: str) -> str:
+    """The run's value of `key`: from its resolved config where that holds a value (so
+    `train.lr=5e-4` and a default of 0.0005 agree), else as its command line gave it (a
+    config group's choice; a run that failed before writing its config)."""
+    if key in COMPARED:
+        return str(run[key])
+    config = run.get("config") or {}
+    value = OmegaConf.select(config, key, default=None) if isinstance(config, DictConfig) \
+        else config.get(key)
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value)
+    if value is None or isinstance(value, (DictConfig, dict)):
+        return run.get("settings", {}).get(key, "default")
+    return str(value)
+
+
 def variant_keys(runs: list[dict]) -> list[str]:
-    return ["norm"] + [k for k in COMPARED[1:] if len({r[k] for r in runs}) > 1]
+    """The row's key: the norm, then each of arch, dataset and the command-line settings
+    whose value differs between runs. The seed never splits a row: seeds are repetitions."""
+    swept = sorted({k for r in runs for k in r.get("settings", {})} - {*COMPARED, "seed"})
+    return ["norm"] + [k for k in (*COMPARED[1:], *swept)
+                       if len({setting(r, k) for r in runs}) > 1]
 
 
 def _mean_std(values: list[float], fmt: str) -> str:
@@ -104,12 +140,11 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     keys = variant_keys(runs)
     groups = defaultdict(list)
     for run in runs:
-        groups[tuple(run[k] for k in keys)].append(run)
-    # "runs": the runs pooled in a row (runs that differ only in settings outside COMPARED
-    # are pooled too, so this is not always a count of distinct seeds)
+        groups[tuple(setting(run, k) for k in keys)].append(run)
+    # "runs": the runs pooled in a row, i.e. its seeds (settings that differ split rows)
     header = [*keys, *(title for _, title, _ in COLUMNS), "runs", "status"]
     rows = []
-    for variant, members in sorted(groups.items()):
+    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
         # a diverged run's best iteration and losses are results (the paper's collapsing
         # runs had them too); an unfinished run's are partial, so only listed
         done = [r for r in members if r["status"] in RESULTS]
@@ -124,6 +159,16 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         status = "; ".join([f"{finished} finished"] * bool(finished) + others + restarted)
         rows.append([*variant, *cells, str(len(members)), status])
     return header, rows
+
+
+def _natural(variant: tuple) -> tuple:
+    """Numbers in numeric order (image size 7 before 32), words in alphabetical order."""
+    def key(value):
+        try:
+            return (0, float(value), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(value))
+    return tuple(key(v) for v in variant)
 
 
 def markdown(header, rows) -> str:
@@ -151,9 +196,9 @@ def plot(runs: list[dict], path: Path) -> None:
     groups = defaultdict(list)
     for run in runs:
         if run["series"]:
-            groups[tuple(run[k] for k in keys)].append(run)
+            groups[tuple(setting(run, k) for k in keys)].append(run)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for variant, members in sorted(groups.items()):
+    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
         label, colour = " / ".join(map(str, variant)), colours[members[0]["norm"]]
         if len(members) == 1:
             iters, losses = zip(*members[0]["series"])

@@ -40,6 +40,17 @@ def sweep_name(task_overrides: list[str], exclude_keys: list[str]) -> str:
     return _bounded("+".join(items).replace("/", "-") or "default")
 
 
+def result_settings(task_overrides: list[str], exclude_keys: list[str]) -> dict[str, str]:
+    """{key: value} of the overrides a run's results depend on: its task overrides minus the
+    keys runs ignore, i.e. what its directory name is made of (`+key=v` counts as `key`)."""
+    settings = {}
+    for override in task_overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") not in set(exclude_keys):
+            settings[key.lstrip("+")] = value
+    return settings
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("gansweep.run_name"):
         OmegaConf.register_new_resolver("gansweep.run_name", run_name)

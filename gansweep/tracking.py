@@ -5,7 +5,7 @@
 - group = the sweep (its directory name) or, for a single run, the run's name; job_type =
   the norm; tags = arch, dataset, norm; config = the resolved Hydra config flattened to dotted
   keys, plus `norm`, `arch`, `dataset` and `seed` at the top, so the dashboard can group
-  and filter by them.
+  and filter by them, and `settings`: the command line's overrides that change results.
 - Every metric is plotted against `trainer/iter`; `recon/running` also keeps its minimum.
 - The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run.
 """
@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
+from gansweep.runs import result_settings
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -36,6 +37,19 @@ def flat_config(cfg: DictConfig) -> dict:
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     flat.update(norm=cfg.norm.name, arch=cfg.arch.name, dataset=cfg.dataset.name, seed=cfg.seed)
     return flat
+
+
+def command_line_settings() -> dict[str, str]:
+    """The overrides the run's results depend on (`gansweep.runs.result_settings`), so that
+    the report built from W&B splits its rows as the one built from files does."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hydra = HydraConfig.get()
+    except ValueError:  # not inside a Hydra app (train(cfg) called directly)
+        return {}
+    return result_settings(list(hydra.overrides.task),
+                           list(hydra.job.config.override_dirname.exclude_keys))
 
 
 def sweep_group(run_dir: Path) -> str:
@@ -74,7 +88,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         offline=mode == "offline", id=run_id(run_dir), resume="allow",
         name=run_dir.name, group=settings.group or sweep_group(run_dir),
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
-        config=flat_config(cfg),
+        config={**flat_config(cfg), "settings": command_line_settings()},
     )
     run = logger.experiment
     # Lightning plots everything against trainer/global_step (2 per GAN iteration); ours

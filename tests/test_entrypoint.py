@@ -121,8 +121,10 @@ def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path):
     assert proc.returncode == 1, out[-3000:]
     assert "Traceback" not in out
     assert "DCGAN needs images of at least 8 px; got 7 px" in out
-    assert "| 2 | 1 finished; failed at 0 (seed 0) |" in out
-    assert "1 run(s) of this sweep failed" in out.split("| 2 | 1 finished")[1]  # after it
+    # one row per image size: the failed run is not pooled with the one that trained
+    assert "| wn | 7 | - | - | - | 1 | failed at 0 (seed 0) |" in out
+    assert "| 1 | 1 finished |" in out.split("| wn | 32 |")[1].splitlines()[0]
+    assert "1 run(s) of this sweep failed" in out.split("| wn | 32 |")[1]  # after the table
     (failed,) = (tmp_path / "outputs" / "sweeps").rglob("failed.json")
     record = json.loads(failed.read_text())
     assert record["status"] == "failed" and "got 7 px" in record["error"]

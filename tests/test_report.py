@@ -3,11 +3,13 @@
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import CrashAt
+from conftest import TINY, CrashAt
 from gansweep.report import main
 from gansweep.train import train
 
@@ -58,6 +60,30 @@ def test_a_single_run_per_variant_shows_plain_values_and_varying_keys(make_cfg, 
     assert md.splitlines()[0].startswith("| norm | arch | best iteration")
     summary = json.loads((tmp_path / "runs" / "resnet" / "summary.json").read_text())
     assert f"| wn | resnet | {summary['best_iter']} | {summary['running_loss']:.6f} |" in md
+
+
+@pytest.mark.slow
+def test_a_swept_setting_splits_rows_and_seeds_pool(tmp_path, monkeypatch):
+    """A real multirun over two learning rates and two seeds: one row per learning rate,
+    each pooling its two seeds; nothing of different settings is averaged together."""
+    from gansweep.__main__ import main as gansweep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["gansweep", "-m", "seed=0,1", "train.lr=1e-3,5e-4",
+                                      *TINY])
+    gansweep()
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    with open(sweep / "table.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header[:2] == ["norm", "train.lr"] and "seed" not in header
+    assert [(r[0], r[1], r[header.index("runs")]) for r in rows] == [
+        ("wn", "0.0005", "2"), ("wn", "0.001", "2")]  # numeric order
+    for row in rows:
+        finals = [json.loads(p.read_text())["final_loss"] for p in sweep.glob("*/summary.json")
+                  if str(OmegaConf.load(p.parent / "config.yaml").train.lr) == row[1]]
+        assert len(finals) == 2
+        assert row[header.index("final loss")] == \
+            f"{statistics.mean(finals):.6f} ± {statistics.stdev(finals):.6f}"
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):

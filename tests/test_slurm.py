@@ -125,8 +125,10 @@ def test_a_preempted_job_of_a_slurm_sweep_resumes_and_matches_an_uninterrupted_o
     assert [(i, pytest.approx(float(r["recon_mse"]), rel=1e-6))
             for i, r in ((int(r["iter"]), r) for r in rows(victim / "recon.csv"))] == logged
 
+    # a row per swept setting, and the two agree in everything but it
     table = rows(sweep_dir / "table.csv")
-    assert len(table) == 1 and table[0]["status"] == "2 finished"
+    assert [r.pop("train.sample_every") for r in table] == ["1000", "2000"]
+    assert table[0] == table[1] and table[0]["status"] == "1 finished"
 
     # the same command again: every run is found finished and skipped
     mtime = (victim / "recon.csv").stat().st_mtime_ns

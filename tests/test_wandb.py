@@ -78,6 +78,10 @@ def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
     assert {wb.run.run_group for wb in runs.values()} == {sweep.name}
     assert {wb.config["norm"] for wb in runs.values()} == {"vanilla", "wn"}
     assert len({wb.run.run_id for wb in runs.values()}) == 2
+    # the overrides that change results, for the report built from W&B (not wandb.mode)
+    for wb in runs.values():
+        assert wb.config["settings"]["norm"] == wb.config["norm"]
+        assert wb.config["settings"]["train.iters"] == "6" and "wandb.mode" not in wb.config["settings"]
 
 
 def test_dryrun_is_offline(make_cfg):

@@ -129,6 +129,25 @@ def test_tprelu_matches_formula():
     torch.testing.assert_close(act(x[:, :, 0, 0]), expected[:, :, 0, 0])  # (B, C) input too
 
 
+def test_tprelu_gradients_match_the_formulas():
+    """Its gradients for x, the threshold and the slope are those of the paper's formula."""
+    act = TPReLU(3)
+    with torch.no_grad():
+        act.threshold.copy_(torch.tensor([0.0, 0.5, -1.0]))
+        act.slope.copy_(torch.tensor([0.25, 0.1, 0.9]))
+    x = torch.randn(4, 3, 5, 5, requires_grad=True)
+    weights = torch.randn(4, 3, 5, 5)
+    (act(x) * weights).sum().backward()
+    ours = [x.grad.clone(), act.threshold.grad.clone(), act.slope.grad.clone()]
+    x.grad = None
+    a = act.threshold.detach().clone().requires_grad_()
+    p = act.slope.detach().clone().requires_grad_()
+    a4, p4 = a.view(1, 3, 1, 1), p.view(1, 3, 1, 1)
+    (torch.where(x >= a4, x, p4 * (x - a4) + a4) * weights).sum().backward()
+    for got, want in zip(ours, [x.grad, a.grad, p.grad]):
+        torch.testing.assert_close(got, want)
+
+
 def test_tprelu_init_is_prelu_with_quarter_slope():
     act = TPReLU(4)
     x = torch.randn(3, 4, 2, 2)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from gansweep.errors import build
@@ -29,9 +29,9 @@ def load_generator(checkpoint: str | Path) -> tuple[torch.nn.Module, int]:
     return module.generator.to(device).eval(), module.iteration
 
 
-def heldout_images(run_dir: Path, n_images: int | None) -> torch.Tensor:
-    """The run's first `n_images` held-out images (all of them if None), from its own split."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+def heldout_images(run_dir: Path, cfg: DictConfig, n_images: int | None) -> torch.Tensor:
+    """The run's first `n_images` held-out images (all of them if None), from its own split
+    (`cfg`: the run's config.yaml)."""
     cfg.data.split_path = str(run_dir / "split.json")
     data = build(cfg.data)
     return data.heldout_images(n_images or data.split.holdout)
@@ -57,11 +57,10 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
-def kernels_like_training(run_dir: Path) -> None:
-    """The run's `trainer.deterministic`, so that on a GPU a re-evaluation repeats the run's
-    final test bit for bit (as Lightning sets it for training; runs from before the key were
-    trained without it)."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+def kernels_like_training(cfg: DictConfig) -> None:
+    """The run's `trainer.deterministic` (`cfg`: its config.yaml), so that on a GPU a
+    re-evaluation repeats the run's final test bit for bit (as Lightning sets it for
+    training; runs from before the key were trained without it)."""
     deterministic = bool(OmegaConf.select(cfg, "trainer.deterministic", default=False))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before any cuBLAS call
@@ -72,9 +71,10 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
                  settings: ReconSettings = ReconSettings()) -> dict:
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
-    kernels_like_training(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    kernels_like_training(cfg)
     generator, iteration = load_generator(path)
-    images = heldout_images(run_dir, n_images)
+    images = heldout_images(run_dir, cfg, n_images)
     rec = reconstruct(generator, images, settings)
     name = f"{path.stem}-n{len(images)}-s{settings.steps}"
     result = {"checkpoint": str(path), "iteration": iteration, "n_images": len(images),

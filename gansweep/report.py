@@ -39,21 +39,20 @@ COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running
 def read_run(run_dir: Path) -> dict:
     """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
     summary_path, failure_path = run_dir / "summary.json", run_dir / FAILED
+    config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() \
+        else {}  # a run that failed before writing it
     if summary_path.exists():
         run = json.loads(summary_path.read_text())
     elif failure_path.exists():  # a sweep's run that raised (gansweep/__main__.py)
         run = json.loads(failure_path.read_text())
     else:
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        run = {"status": "unfinished", "norm": cfg.norm.name, "arch": cfg.arch.name,
-               "dataset": cfg.dataset.name, "seed": cfg.seed}
+        run = {"status": "unfinished", "norm": config.norm.name, "arch": config.arch.name,
+               "dataset": config.dataset.name, "seed": config.seed}
     series = []
     if (run_dir / "recon.csv").exists():
         with open(run_dir / "recon.csv", newline="") as f:
             series = [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)
                       if r.get("iter", "").isdigit()]
-    config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() \
-        else {}
     return _with_iters_done({**run, "dir": str(run_dir), "series": series,
                              "settings": command_line_settings(run_dir), "config": config})
 
@@ -61,12 +60,8 @@ def read_run(run_dir: Path) -> dict:
 def command_line_settings(run_dir: Path) -> dict[str, str]:
     """The overrides the run's results depend on, from what Hydra saved beside it (runs that
     `train(cfg)` made directly have none)."""
-    hydra_dir = run_dir / ".hydra"
-    if not (hydra_dir / "overrides.yaml").exists():
-        return {}
-    hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
-    return result_settings(list(OmegaConf.load(hydra_dir / "overrides.yaml")),
-                           list(hydra.job.config.override_dirname.exclude_keys))
+    saved = run_dir / ".hydra" / "hydra.yaml"
+    return result_settings(OmegaConf.load(saved).hydra) if saved.exists() else {}
 
 
 def _with_iters_done(run: dict) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 MAX_NAME = 200  # under the 255-byte limit of a path component, with room to spare
 
@@ -40,13 +40,16 @@ def sweep_name(task_overrides: list[str], exclude_keys: list[str]) -> str:
     return _bounded("+".join(items).replace("/", "-") or "default")
 
 
-def result_settings(task_overrides: list[str], exclude_keys: list[str]) -> dict[str, str]:
-    """{key: value} of the overrides a run's results depend on: its task overrides minus the
-    keys runs ignore, i.e. what its directory name is made of (`+key=v` counts as `key`)."""
+def result_settings(hydra: DictConfig) -> dict[str, str]:
+    """{key: value} of the overrides a run's results depend on, from its Hydra config (the
+    live `HydraConfig.get()` or the `hydra` node of the saved `.hydra/hydra.yaml`): its task
+    overrides minus the keys runs ignore, i.e. what its directory name is made of (`+key=v`
+    counts as `key`)."""
+    excluded = set(hydra.job.config.override_dirname.exclude_keys)
     settings = {}
-    for override in task_overrides:
+    for override in hydra.overrides.task:
         key, _, value = override.partition("=")
-        if key.lstrip("+") not in set(exclude_keys):
+        if key.lstrip("+") not in excluded:
             settings[key.lstrip("+")] = value
     return settings
 

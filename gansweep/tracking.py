@@ -48,8 +48,7 @@ def command_line_settings() -> dict[str, str]:
         hydra = HydraConfig.get()
     except ValueError:  # not inside a Hydra app (train(cfg) called directly)
         return {}
-    return result_settings(list(hydra.overrides.task),
-                           list(hydra.job.config.override_dirname.exclude_keys))
+    return result_settings(hydra)
 
 
 def sweep_group(run_dir: Path) -> str:

@@ -1,12 +1,15 @@
 """Callbacks that write a run's outputs, keyed on the GAN iteration (not `global_step`).
 
-Each fires every N iterations and at the last one (`train.iters`).
+Each fires every N iterations and at the last one (`train.iters`), after reading the losses
+back from the device (`GAN.read_losses`), and only while every loss so far was finite: a run
+that diverged saves nothing from the faulty iteration on.
 
 - `RunningRecon`: the paper's running test:
   `recon.csv`, the logged `recon/running`, and `checkpoints/best.ckpt` on each improvement.
 - `IterationCheckpoint`: `checkpoints/last.ckpt`.
 - `SampleGrids`: `samples/iter_XXXXXX.png` from fixed codes, via torchvision's `save_image`.
-- `LossHistory`: `train.csv`, one row per iteration.
+- `LossHistory`: `train.csv` and the loggers' `train/*` series, one row per iteration, read
+  back every `train.log_every` iterations and before every checkpoint.
 - `IterationProgressBar`: Lightning's bar, counting GAN iterations.
 
 Lightning's `ModelCheckpoint` counts optimizer steps (two per GAN iteration under manual
@@ -54,7 +57,8 @@ class _EveryN(L.Callback):
         raise NotImplementedError
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.iteration % self.every == 0 or pl_module.iteration == self.last:
+        due = pl_module.iteration % self.every == 0 or pl_module.iteration == self.last
+        if due and pl_module.read_losses():
             self.run(trainer, pl_module)
 
 
@@ -135,10 +139,17 @@ class SampleGrids(_EveryN):
 
 
 class LossHistory(L.Callback):
-    """Appends the dict that `training_step` returns to a CSV, one row per iteration."""
+    """Writes the rows `GAN.read_losses` brings back to `train.csv` (one per iteration) and
+    to the loggers as `train/*` against `trainer/iter`.
 
-    def __init__(self, path: str | Path, columns: list[str]):
+    Reads every `every` iterations on every rank (the read is collective under DDP); the
+    callbacks that save read first, and a checkpoint flushes what was read, so `train.csv`
+    always holds every row up to the last checkpoint (what a resume keeps).
+    """
+
+    def __init__(self, path: str | Path, columns: list[str], every: int):
         self.csv = IterationCsv(path, columns)
+        self.columns, self.every = columns, every
         self._open = False
 
     def on_train_start(self, trainer, pl_module):
@@ -147,22 +158,43 @@ class LossHistory(L.Callback):
             self._open = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._open:
-            self.csv.write(pl_module.iteration, outputs)
+        if pl_module.iteration % self.every == 0:
+            pl_module.read_losses()
+        self._write(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self._write(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
+        pl_module.read_losses()
+        self._write(trainer, pl_module)
         self.csv.close()
 
     def on_exception(self, trainer, pl_module, exception):
+        if trainer.world_size == 1:  # a read is collective under DDP; a lone rank would wait
+            pl_module.read_losses()
+        self._write(trainer, pl_module)
         self.csv.close()
 
+    def _write(self, trainer, pl_module) -> None:
+        rows, pl_module.read = pl_module.read, []
+        if not rows or not self._open:
+            return
+        self.csv.write_rows(rows)
+        for logger in trainer.loggers:
+            for iteration, losses in rows:
+                logger.log_metrics({**{f"train/{c}": v for c, v in zip(self.columns, losses)},
+                                    "trainer/iter": iteration})
 
 class IterationProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar, labelled and counted in GAN iterations.
+    """Lightning's tqdm bar, labelled and counted in GAN iterations, showing the losses last
+    read back.
 
     One batch is one iteration and a run is one "epoch" (see `IterationBatchSampler`), so the
     bar's position is the iteration; a resumed run starts the bar at its iteration, which
-    keeps the it/s figure right.
+    keeps the it/s figure right. Lightning redraws the bar and rebuilds its metrics after
+    every batch; here tqdm's own rate limit decides when to redraw, and the losses change
+    only when they are read back (`train.log_every`).
     """
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -170,8 +202,18 @@ class IterationProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description("GAN iteration")
         self.train_progress_bar.initial = pl_module.iteration
         self.train_progress_bar.n = pl_module.iteration
+        self._shown = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        bar = self.train_progress_bar
+        if bar is None or bar.disable:
+            return
+        if pl_module.latest_losses is not self._shown:
+            self._shown = pl_module.latest_losses
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.update(pl_module.iteration - bar.n)  # redraws at most every tqdm.mininterval
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        return metrics
+        return {**metrics, **{f"train/{k}": v for k, v in pl_module.latest_losses.items()}}

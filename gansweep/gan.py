@@ -11,10 +11,20 @@ Under DDP (W processes) each rank trains on its slice of the global batch (see
 `IterationBatchSampler`) and of the iteration's codes, DDP averages the gradients, and the
 logged losses are means over all ranks: the same numbers as one process with the whole batch,
 except that BN normalises each rank's slice by its own statistics (`trainer.sync_batchnorm`).
+
+Nothing is read back to the host inside an iteration: on a GPU every read (`.item()`, an
+`if` on a tensor) waits for the queued kernels and leaves the device idle while Python
+catches up. The losses stay on the device, and `read_losses()` brings all unread ones back
+at once (every `train.log_every` iterations, and before anything is saved). A loss that is
+not finite is found there and the run stops as diverged *at that iteration* (`diverged_at`,
+`iteration`, the last `train.csv` row). Every callback that saves or evaluates reads first
+and acts only while all losses are finite, so nothing from the faulty iteration on reaches a
+file: the checkpoints keep the weights of before the fault.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -22,6 +32,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+
+# What one training iteration reports (train.csv's columns, the loggers' train/* series)
+LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
 
 def _plain(cfg: Any) -> Any:
@@ -46,6 +60,9 @@ class GAN(L.LightningModule):
         self.discriminator = instantiate(arch["discriminator"], **shape)
         self.iteration = 0
         self.diverged_at: int | None = None  # the iteration whose loss or test was not finite
+        self._unread: list[torch.Tensor] = []  # one row per iteration, on the device
+        self.read: list[tuple[int, list[float]]] = []  # read back, for the writers
+        self.latest_losses: dict[str, float] = {}  # the last row read (the progress bar's)
         # Codes come from a generator of our own, saved in checkpoints, so a resumed run
         # draws exactly the codes an uninterrupted one would.
         self.code_rng = torch.Generator().manual_seed(seed)
@@ -64,14 +81,11 @@ class GAN(L.LightningModule):
         z = torch.randn(n * world, self.generator.code_dim, generator=self.code_rng)
         return z[rank * n : (rank + 1) * n].to(self.device)
 
-    def _mean_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
-        return self.trainer.strategy.reduce(values.detach(), reduce_op="mean")
-
     def configure_optimizers(self):
         make = instantiate(self.hparams.optimizer)  # a partial of the optimizer class
         return make(self.discriminator.parameters()), make(self.generator.parameters())
 
-    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch, batch_idx: int) -> None:
         real = batch[0]  # (B, C, H, W) in [0, 1]
         n = real.shape[0]
         opt_d, opt_g = self.optimizers()
@@ -82,38 +96,49 @@ class GAN(L.LightningModule):
         d_fake = self.discriminator(fake)
         d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        d_stats = self._mean_over_ranks(torch.stack(
-            [d_loss, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]))
-        self._step_if_finite(opt_d, d_loss, d_stats[0])
+        self._step(opt_d, d_loss)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
         d_gen = self.discriminator(self.generator(self.sample_codes(n)))
         g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        g_mean = self._mean_over_ranks(g_loss)
-        self._step_if_finite(opt_g, g_loss, g_mean)
+        self._step(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
-        if self.diverged_at is not None:
-            self.trainer.should_stop = True  # the run ends here, as a result
-        losses = {"d_loss": d_stats[0], "g_loss": g_mean,
-                  "d_real": d_stats[1], "d_fake": d_stats[2]}
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
-        self.log("trainer/iter", float(self.iteration))
-        return losses
+        self._unread.append(torch.stack([d_loss, g_loss, torch.sigmoid(d_real).mean(),
+                                         torch.sigmoid(d_fake).mean()]).detach())  # LOSS_COLUMNS
 
-    def _step_if_finite(self, optimizer, loss: torch.Tensor, global_loss: torch.Tensor) -> None:
-        """One optimiser step on `loss`, unless `global_loss` (its mean over all ranks, so
-        that every rank decides alike) is NaN/inf: then the weights stay those of the last
-        good iteration and the run is marked diverged (a result, not a crash).
-        A NaN in G's output shows up here too, through D's losses."""
-        if self.diverged_at is not None or not torch.isfinite(global_loss):
-            self.diverged_at = self.diverged_at or self.iteration + 1
-            return
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
+
+    def read_losses(self) -> bool:
+        """Bring the unread iterations' losses back from the device: one sync, and under DDP
+        one all-reduce (rows become means over all ranks, so every rank decides alike: call it
+        on every rank at the same iteration). Appends `(iteration, losses)` to `self.read`,
+        where the writers (`callbacks.LossHistory`) take them.
+
+        Returns whether every loss so far was finite. At the first that was not, the run
+        stops there: `diverged_at` and `iteration` become that iteration, its row is the last
+        one kept, and training ends after the current iteration."""
+        if self._unread:
+            rows = torch.stack(self._unread)  # (iterations, len(LOSS_COLUMNS))
+            if self._trainer is not None and self.trainer.world_size > 1:
+                rows = self.trainer.strategy.reduce(rows, reduce_op="mean")
+            first = self.iteration - len(self._unread) + 1
+            self._unread = []
+            for iteration, losses in enumerate(rows.tolist(), start=first):
+                if self.diverged_at is not None:
+                    break
+                self.read.append((iteration, losses))
+                self.latest_losses = dict(zip(LOSS_COLUMNS, losses))
+                if not all(map(math.isfinite, losses)):
+                    self.diverged_at = self.iteration = iteration
+                    if self._trainer is not None:
+                        self.trainer.should_stop = True  # the run ends here, as a result
+        return self.diverged_at is None
 
     @torch.no_grad()
     def samples(self, codes: torch.Tensor | None = None) -> torch.Tensor:

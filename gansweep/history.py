@@ -1,7 +1,8 @@
 """Per-iteration CSV files (`train.csv`, `recon.csv`) that survive crashes and resumes, and
 JSON records (`summary.json`, ...) that a kill never tears.
 
-Rows are appended as they come (line-buffered). When a run resumes from a checkpoint taken at
+Rows are appended as they come and flushed at once (a few at a time for `train.csv`, whose
+rows are read back from the device in batches). When a run resumes from a checkpoint taken at
 iteration k, rows after k are dropped, so the file continues with no gap and no duplicate;
 a torn last line from a kill is dropped too. Rewrites go through a temporary file and a
 rename, so a kill at any moment leaves a readable file.
@@ -30,11 +31,17 @@ class IterationCsv:
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, self.path)
-        self._file = open(self.path, "a", newline="", buffering=1)
+        self._file = open(self.path, "a", newline="")
         self._writer = csv.writer(self._file)
 
     def write(self, iteration: int, values: dict) -> None:
         self._writer.writerow([iteration, *(f"{float(values[c]):.8g}" for c in self.columns[1:])])
+        self._file.flush()
+
+    def write_rows(self, rows: list[tuple[int, list[float]]]) -> None:
+        """(iteration, values in column order) rows at once, then flushed to the file."""
+        self._writer.writerows([i, *(f"{v:.8g}" for v in values)] for i, values in rows)
+        self._file.flush()
 
     def read(self) -> list[dict[str, str]]:
         """The well-formed rows of the file (none if it does not exist)."""

@@ -6,9 +6,10 @@ otherwise). Submitit's handler requeues the job at once, from inside whatever wa
 `RequeueOnSignal` defers it to the end of the current GAN iteration:
 
 1. the signal only sets a flag;
-2. at the end of the iteration every rank learns whether any rank got it (one collective, so
-   all ranks stop at the same iteration), all write `checkpoints/last.ckpt` together, and
-   training stops;
+2. at the end of the iteration (under DDP: of the next iteration that reads the losses back,
+   `train.log_every`) every rank learns whether any rank got it (one collective, so all ranks
+   stop at the same iteration), all write `checkpoints/last.ckpt` together, and training
+   stops;
 3. `train()` closes the run's files and W&B, then rank 0 hands over to submitit's handler,
    which requeues the job (the same hydra job again) and exits.
 
@@ -41,8 +42,9 @@ def submitit_signal() -> signal.Signals | None:
 
 
 class RequeueOnSignal(L.Callback):
-    def __init__(self, checkpoint_path, signum: signal.Signals | None):
+    def __init__(self, checkpoint_path, signum: signal.Signals | None, every: int = 1):
         self.checkpoint_path, self.signum = checkpoint_path, signum
+        self.every = every  # iterations between checks under DDP, where a check is collective
         self.received = False  # set by the signal handler, on this rank
         self.preempted_at: int | None = None  # the iteration the checkpoint was taken at
         self._submitit_handler: Callable | None = None
@@ -58,11 +60,13 @@ class RequeueOnSignal(L.Callback):
         if self.signum is None:
             return
         if trainer.world_size > 1:
+            if pl_module.iteration % self.every:
+                return  # the collective (and its wait for the device) only where losses are read
             flag = torch.tensor(float(self.received), device=pl_module.device)
             received = bool(trainer.strategy.reduce(flag, reduce_op="sum") > 0)
         else:
             received = self.received
-        if received and self.preempted_at is None:
+        if received and self.preempted_at is None and pl_module.read_losses():
             log.warning(f"gansweep: SLURM signal {self.signum.name}: saving "
                         f"{self.checkpoint_path} at iteration {pl_module.iteration} and stopping")
             atomic_save_checkpoint(trainer, self.checkpoint_path)

@@ -26,13 +26,12 @@ from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossH
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
+from gansweep.gan import LOSS_COLUMNS
 from gansweep.history import FAILED, write_json
 from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
 from gansweep.validate import ConfigError, process_count, validate
-
-LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
 if logging.getLogger().hasHandlers():
     # `import lightning` gives its logger a console handler of its own; under Hydra, whose
@@ -147,11 +146,11 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     callbacks = [
         recon,
         SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
-        LossHistory(run_dir / "train.csv", LOSS_COLUMNS),
+        LossHistory(run_dir / "train.csv", LOSS_COLUMNS, cfg.train.log_every),
         *callbacks,
         last,  # last: a checkpoint at iteration k then holds all of k's work
     ]
-    preemption = RequeueOnSignal(last.path, submitit_signal())
+    preemption = RequeueOnSignal(last.path, submitit_signal(), cfg.train.log_every)
     callbacks.append(preemption)  # after `last`: at iteration k both write k's state
     if cfg.trainer.enable_progress_bar:
         callbacks.append(IterationProgressBar())

@@ -19,3 +19,17 @@ def test_data_benchmark_loads_each_fake_through_its_real_config():
     assert [r["dataset"] for r in rows] == ["digits", "cifar10", "mnist"]
     assert all(r["loader_images_s"] > 0 and r["train_images_s"] > 0 for r in rows)
     assert [r["in_memory"] for r in rows] == [False, True, True]
+
+
+def test_train_benchmark_times_both_loops_and_counts_their_ops():
+    rows = main(["train", "--settings", "digits", "--norms", "vanilla", "wn",
+                 "--log-every", "2", "--reads", "1", "--repeat", "1"])
+    assert [(r["setting"], r["norm"]) for r in rows] == [("digits", "vanilla"), ("digits", "wn")]
+    for r in rows:
+        assert r["hand_s"] > 0 and r["gansweep_s"] > 0
+        assert r["ratio"] == pytest.approx(r["gansweep_s"] / r["hand_s"])
+        # gansweep dispatches what the hand-written loop does, give or take its loss row
+        assert abs(r["gansweep_ops"] - r["hand_ops"]) <= 0.05 * r["hand_ops"]
+        assert r["syncs_per_iter"] is None  # counted on GPUs only
+    vanilla, wn = rows
+    assert wn["gansweep_ops"] > vanilla["gansweep_ops"]  # WN normalises every weight

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2 as pb
@@ -48,13 +49,30 @@ def records(path: Path):
         yield record
 
 
+def finished_records(path: Path, timeout: float = 30.0) -> list:
+    """The records of a run that called `finish()`, once its last one (exit) is on disk.
+
+    W&B's service process writes the file in the background and can still be writing it
+    when `run.finish()` has returned: read too early, the file held only its header (seen
+    twice in some 30 runs of one test). Waits at most `timeout` seconds, then returns what
+    is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in found) \
+                or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 class OfflineRun:
-    """The parts of one offline run a test checks: run fields, config, history, summary."""
+    """The parts of one finished offline run a test checks: run fields, config, history,
+    summary."""
 
     def __init__(self, path: Path):
         self.history, self.summary, self.config, self.run = [], {}, {}, None
         self.metrics = []
-        for record in records(path):
+        for record in finished_records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 self.run = record.run

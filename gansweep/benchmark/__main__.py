@@ -1,0 +1,3 @@
+from gansweep.benchmark import main
+
+main()

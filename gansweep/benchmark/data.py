@@ -1,0 +1,73 @@
+"""Each data set's loader against the training step.
+
+    python -m gansweep.benchmark data
+
+Writes a small fake of each data set in its real on-disk format (`gansweep.data.fakes`),
+loads it through the data set's real config (workers, in-memory) and reports the loader's
+images/s next to the training step's images/s at batch 32 with that data set's architecture
+settings: a ratio above 1 means the loader keeps up.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from gansweep.benchmark.common import device_name, training_iteration_time
+from gansweep.recon import PAPER_BATCH
+
+
+def run(args) -> list[dict]:
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    import gansweep.runs  # noqa: F401
+    from gansweep.data import fakes
+    from gansweep.errors import build
+
+    writers = {"celeba": lambda r: fakes.write_celeba(r, n=args.images),
+               "lsun_bedroom": lambda r: fakes.write_lsun_bedroom(r, n=args.images),
+               "cifar10": lambda r: fakes.write_cifar10(r, per_batch=args.images // 6),
+               "mnist": lambda r: fakes.write_mnist(r, args.images - 100, 100)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            initialize_config_module("gansweep.conf", version_base="1.3"):
+        for name in args.datasets:
+            root = f"{tmp}/{name}"
+            written = writers[name](Path(root)) if name in writers else None
+            checks = fakes.cifar10_checksums(written) if name == "cifar10" else nullcontext()
+            batches = (args.images - 100) // PAPER_BATCH
+            where = [f"dataset.root={root}"] if name in writers else []  # digits ships
+            cfg = compose("config", overrides=[
+                f"dataset={name}", *where, "dataset.holdout=100",
+                f"paths.output_dir={tmp}", f"run_dir={tmp}/run", f"train.iters={batches}"])
+            with checks:
+                data = build(cfg.data)
+            loader = iter(data.train_dataloader())
+            next(loader)  # workers started, first batch in
+            start = time.perf_counter()
+            n = sum(len(batch[0]) for batch in loader)
+            loader_rate = n / (time.perf_counter() - start)
+            train_rate = PAPER_BATCH / training_iteration_time(instantiate(cfg.model), None)
+            rows.append({"dataset": name, "image_size": cfg.dataset.image_size,
+                         "workers": cfg.data.num_workers, "in_memory": cfg.data.in_memory,
+                         "loader_images_s": loader_rate, "train_images_s": train_rate,
+                         "ratio": loader_rate / train_rate})
+    return rows
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--datasets", nargs="+",
+                        default=["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"])
+    parser.add_argument("--images", type=int, default=612, help="images in each fake data set")
+
+
+def report(rows: list[dict], args) -> None:
+    print(f"loader vs training step (batch {PAPER_BATCH}), on {device_name()}:")
+    print("| dataset | px | workers | in memory | loader img/s | train img/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['image_size']} | {r['workers']} | {r['in_memory']} | "
+              f"{r['loader_images_s']:.0f} | {r['train_images_s']:.0f} | {r['ratio']:.1f} |")

@@ -1,0 +1,253 @@
+"""A GAN iteration through gansweep against a hand-written PyTorch loop of the same networks.
+
+    python -m gansweep.benchmark train            # the README's table (about 15 min, 2 cores)
+    python -m gansweep.benchmark train --quick    # every cell, fewer iterations (< 5 min)
+
+For each setting and norm it times, in one process, interleaved and repeated (medians):
+- hand: a minimal loop written directly in PyTorch over the same G, D, optimisers and
+  batches, built from the same config: a D step on a real and a fake batch, a G step with
+  D's parameters frozen, codes drawn on the device, nothing else;
+- gansweep: `gansweep.train.train`, the function `python -m gansweep` calls: the Trainer and
+  every callback, train.csv, W&B offline, the progress bar.
+The timed window is whole multiples of `train.log_every` iterations after a warm-up, so the
+periodic read-back of the losses (rows, W&B points, divergence check) is inside it, and the
+running test and checkpoints (timed by `benchmark recon`) are outside it.
+
+It also counts the aten ops each path dispatches in one steady-state iteration (views
+excluded: they launch nothing; on a GPU nearly every other op is one kernel launch), and on
+a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_sync_debug_mode`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from gansweep.benchmark.common import device_name, synchronize
+
+NORMS = ["vanilla", "bn", "wn", "sn"]
+SETTINGS = {
+    "digits": [],  # the default run: 32 px, width 32 (conf/arch_dataset/dcgan_digits.yaml)
+    "dcgan64": ["dataset.image_size=64", "arch.generator.width=64",  # the paper's DCGAN
+                "arch.discriminator.width=64"],
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each measurement runs: `warmup` iterations, then `reads` x `log_every`."""
+    log_every: int
+    reads: int
+    repeat: int
+
+    @property
+    def warmup(self) -> int:
+        return max(self.log_every, 3)  # ops are counted in iteration warmup - 1: steady state
+
+
+    @property
+    def timed(self) -> int:
+        return self.log_every * self.reads
+
+    @property
+    def iters(self) -> int:
+        return self.warmup + self.timed + 1  # the last iteration's tests stay outside
+
+
+PLANS = {  # (setting, quick) -> Plan; a DCGAN-64 iteration takes ~0.5 s on a 2-core CPU
+    ("digits", False): Plan(log_every=50, reads=2, repeat=5),
+    ("digits", True): Plan(log_every=20, reads=2, repeat=2),
+    ("dcgan64", False): Plan(log_every=10, reads=3, repeat=3),
+    ("dcgan64", True): Plan(log_every=4, reads=2, repeat=2),
+}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while active, views excluded."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def compose_run(tmp: Path, setting: str, norm: str, plan: Plan, name: str, extra=()):
+    from hydra import compose, initialize_config_module
+
+    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+
+    n = plan.iters
+    with initialize_config_module("gansweep.conf", version_base="1.3"):
+        return compose("config", overrides=[
+            f"norm={norm}", *SETTINGS[setting], f"paths.output_dir={tmp}",
+            f"run_dir={tmp}/{name}", f"train.iters={n}", f"train.log_every={plan.log_every}",
+            f"recon.every={n}", f"train.ckpt_every={n}", f"train.sample_every={n}",
+            "recon.n_images=8", "recon.steps=1", "final.n_images=8", "final.steps=1",
+            "wandb.mode=offline", *extra])
+
+
+def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
+    """(seconds per iteration, ops in one iteration) of the minimal loop."""
+    from hydra.utils import instantiate
+
+    from gansweep.errors import build
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    L.seed_everything(cfg.seed, verbose=False)
+    model = instantiate(cfg.model)
+    G, D = model.generator.to(device), model.discriminator.to(device)
+    opt_d, opt_g = model.configure_optimizers()
+    batches = iter(build(cfg.data).train_dataloader())
+    counter, ops, start = OpCounter(), 0, 0.0
+    for i in range(plan.warmup + plan.timed):
+        if i == plan.warmup:
+            synchronize()
+            start = time.perf_counter()
+        counting = counter if i == plan.warmup - 2 else contextlib.nullcontext()
+        with counting:
+            real = next(batches)[0].to(device, non_blocking=True)
+            n = len(real)
+            fake = G(torch.randn(n, G.code_dim, device=device)).detach()
+            d_real, d_fake = D(real), D(fake)
+            d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            D.requires_grad_(False)
+            d_gen = D(G(torch.randn(n, G.code_dim, device=device)))
+            g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+    synchronize()
+    return (time.perf_counter() - start) / plan.timed, counter.ops
+
+
+class Window(L.Callback):
+    """Times gansweep's iterations [warmup, warmup + timed), counts ops in one iteration
+    before them, and on a GPU counts the syncs inside the window."""
+
+    def __init__(self, plan: Plan):
+        self.plan, self.counter = plan, OpCounter()
+        self.seconds = self.syncs = None
+        self._caught = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.plan.warmup - 2:
+            self.counter.__enter__()
+        if batch_idx == self.plan.warmup:
+            synchronize()
+            self._sync_watch(start=True)
+            self._start = time.perf_counter()
+        if batch_idx == self.plan.warmup + self.plan.timed:
+            synchronize()
+            self.seconds = (time.perf_counter() - self._start) / self.plan.timed
+            self._sync_watch(start=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.plan.warmup - 2:
+            self.counter.__exit__(None, None, None)
+
+    def _sync_watch(self, start: bool) -> None:
+        """`torch.cuda.set_sync_debug_mode` warns at each sync; count them (GPU only)."""
+        if not torch.cuda.is_available():
+            return
+        if start:
+            self._caught = warnings.catch_warnings(record=True)
+            self._records = self._caught.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+        else:
+            torch.cuda.set_sync_debug_mode("default")
+            self._caught.__exit__(None, None, None)
+            self.syncs = sum("synchroniz" in str(w.message) for w in self._records)
+
+
+def gansweep_loop(cfg, plan: Plan, log: Path) -> tuple[float, int, int | None]:
+    """(seconds per iteration, ops in one iteration, syncs in the window or None on CPU)."""
+    from gansweep.train import train
+
+    window = Window(plan)
+    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        train(cfg, callbacks=[window])
+    return window.seconds, window.counter.ops, window.syncs
+
+
+def measure(setting: str, norm: str, plan: Plan, tmp: Path) -> dict:
+    hand, full, ops, syncs = [], [], {}, None
+    for r in range(plan.repeat):  # interleaved, so drifts in machine speed hit both alike
+        seconds, ops["hand"] = hand_loop(compose_run(tmp, setting, norm, plan, f"hand{r}"), plan)
+        hand.append(seconds)
+        cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{r}")
+        seconds, ops["gansweep"], syncs = gansweep_loop(cfg, plan, tmp / "runs.log")
+        full.append(seconds)
+    h, f = statistics.median(hand), statistics.median(full)
+    return {"setting": setting, "norm": norm, "hand_s": h, "gansweep_s": f, "ratio": f / h,
+            "hand_runs_s": hand, "gansweep_runs_s": full, "hand_ops": ops["hand"],
+            "gansweep_ops": ops["gansweep"],
+            "syncs_per_iter": None if syncs is None else syncs / plan.timed}
+
+
+def plan_for(setting: str, args) -> Plan:
+    plan = PLANS[setting, args.quick]
+    return Plan(log_every=args.log_every or plan.log_every, reads=args.reads or plan.reads,
+                repeat=args.repeat or plan.repeat)
+
+
+def run(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in args.settings:
+            plan = plan_for(setting, args)
+            for norm in args.norms:
+                rows.append(measure(setting, norm, plan, Path(tmp)))
+    return rows
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer iterations and repeats: rougher ratios, under 5 minutes")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--norms", nargs="+", default=NORMS)
+    parser.add_argument("--log-every", type=int, help="train.log_every (default: by setting)")
+    parser.add_argument("--reads", type=int, help="timed reads of the losses: the window is "
+                        "reads x log_every iterations (default: by setting)")
+    parser.add_argument("--repeat", type=int, help="interleaved repeats (default: by setting)")
+
+
+def report(rows: list[dict], args) -> None:
+    print(f"gansweep vs a hand-written loop of the same networks, batch 32, on {device_name()}"
+          f"{' (quick)' if args.quick else ''}; medians of interleaved repeats:")
+    print("| setting | norm | hand ms/it | gansweep ms/it | ratio | hand ops/it | "
+          "gansweep ops/it | syncs/it |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        syncs = "-" if r["syncs_per_iter"] is None else f"{r['syncs_per_iter']:.2f}"
+        print(f"| {r['setting']} | {r['norm']} | {1000 * r['hand_s']:.1f} | "
+              f"{1000 * r['gansweep_s']:.1f} | {r['ratio']:.3f} | {r['hand_ops']} | "
+              f"{r['gansweep_ops']} | {syncs} |")
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        by_norm = {r["norm"]: r for r in rows if r["setting"] == setting}
+        if "vanilla" in by_norm:
+            base = by_norm["vanilla"]
+            for norm, r in by_norm.items():
+                if norm != "vanilla":
+                    print(f"{setting}: {norm} / vanilla (gansweep): "
+                          f"{r['gansweep_s'] / base['gansweep_s']:.2f}x time, "
+                          f"{r['gansweep_ops'] / base['gansweep_ops']:.2f}x ops")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -84,8 +85,7 @@ class RunningRecon(_EveryN):
     def run(self, trainer, pl_module):
         # Once per evaluation, on rank 0 (G is the same on every rank); the others get the
         # result, since all ranks take part in saving best.ckpt.
-        loss = reconstruct(pl_module.generator, self.images, self.settings).mean \
-            if trainer.is_global_zero else None
+        loss = self._test(pl_module.generator) if trainer.is_global_zero else None
         loss = trainer.strategy.broadcast(loss, src=0)
         if not math.isfinite(loss):  # G produces NaN/inf: the run has diverged
             pl_module.diverged_at = pl_module.diverged_at or pl_module.iteration
@@ -100,6 +100,12 @@ class RunningRecon(_EveryN):
         if loss < self.best_loss:
             self.best_loss, self.best_iter = loss, pl_module.iteration
             atomic_save_checkpoint(trainer, self.best_path)
+
+    def _test(self, generator) -> float:
+        result = reconstruct(generator, self.images, self.settings)
+        # a chunk smaller than asked for ran out of memory: start there next time
+        self.settings = replace(self.settings, chunk_size=result.chunk_size)
+        return result.mean
 
     def on_train_end(self, trainer, pl_module):
         self.csv.close()

@@ -33,3 +33,11 @@ def test_train_benchmark_times_both_loops_and_counts_their_ops():
         assert r["syncs_per_iter"] is None  # counted on GPUs only
     vanilla, wn = rows
     assert wn["gansweep_ops"] > vanilla["gansweep_ops"]  # WN normalises every weight
+
+
+def test_memory_benchmark_measures_training_and_the_evaluator():
+    (row,) = main(["memory", "--archs", "dcgan", "--images", "4", "--iterations", "1"])
+    assert row["arch"] == "dcgan"
+    assert row["train_peak_mib"] > 0 and row["evaluator_peak_mib"] > 0
+    assert row["final_test_one_chunk_gib"] == pytest.approx(
+        row["per_image_mib"] * 2000 / 1024)

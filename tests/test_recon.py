@@ -97,3 +97,52 @@ def test_works_inside_no_grad(images):
     with torch.no_grad():
         rec = reconstruct(g, images[:4], ReconSettings(steps=3))
     assert torch.isfinite(rec.errors).all()
+
+
+class SmallDevice(torch.nn.Module):
+    """G on a device that holds at most `capacity` images at a time: a larger batch raises
+    torch's out-of-memory error, as a GPU would (no GPU here)."""
+
+    def __init__(self, generator, capacity: int):
+        super().__init__()
+        self.generator, self.capacity, self.code_dim = generator, capacity, generator.code_dim
+        self.largest_run = 0
+
+    def forward(self, z):
+        if len(z) > self.capacity:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: {len(z)} images)")
+        self.largest_run = max(self.largest_run, len(z))
+        return self.generator(z)
+
+
+def test_a_chunk_that_runs_out_of_memory_is_retried_in_halves(images):
+    g = make_generator()
+    small = SmallDevice(g, capacity=12)
+    result = reconstruct(small, images, ReconSettings(steps=10, chunk_size=len(images)))
+    assert small.largest_run <= 12 and result.chunk_size == small.largest_run == 10  # 40/2/2
+    exact = reconstruct(g, images, ReconSettings(steps=10, chunk_size=len(images)))
+    torch.testing.assert_close(result.errors, exact.errors, rtol=1e-4, atol=1e-7)
+    assert result.codes.shape == exact.codes.shape and len(result.images) == len(images)
+
+
+def test_out_of_memory_for_a_single_image_is_raised():
+    g = make_generator()
+    with pytest.raises(torch.OutOfMemoryError):
+        reconstruct(SmallDevice(g, capacity=0), torch.rand(3, 3, 16, 16),
+                    ReconSettings(steps=2, chunk_size=2))
+
+
+def test_the_running_test_starts_from_the_chunk_that_fitted(images, tmp_path):
+    from gansweep.callbacks import RunningRecon
+
+    recon = RunningRecon(1, 1, len(images), ReconSettings(steps=3, chunk_size=64),
+                         tmp_path / "recon.csv", tmp_path / "best.ckpt")
+    recon.images = images
+    small = SmallDevice(make_generator(), capacity=25)
+    recon._test(small)
+    assert recon.settings.chunk_size == 20  # 40 ran out of memory, 20 fitted
+    small.capacity = 20  # a second test starts at 20: no out-of-memory retries
+    calls = []
+    small.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+    recon._test(small)
+    assert set(calls) == {20}

@@ -20,11 +20,16 @@ not finite is found there and the run stops as diverged *at that iteration* (`di
 `iteration`, the last `train.csv` row). Every callback that saves or evaluates reads first
 and acts only while all losses are finite, so nothing from the faulty iteration on reaches a
 file: the checkpoints keep the weights of before the fault.
+
+With `train.compile` set, training calls G and D through `torch.compile` (`networks()`); the
+modules, their parameters and the checkpoints stay those of the networks as built.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import time
 from typing import Any
 
 import lightning as L
@@ -45,14 +50,16 @@ def _plain(cfg: Any) -> Any:
 
 class GAN(L.LightningModule):
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
-                 optimizer: dict, seed: int = 0, n_samples: int = 64):
+                 optimizer: dict, seed: int = 0, n_samples: int = 64,
+                 compile: str | None = None):
         super().__init__()
         arch, optimizer = _plain(arch), _plain(optimizer)
         # For checkpoints (load_from_checkpoint rebuilds G and D from them); the loggers get
         # the whole flattened run config instead (gansweep/tracking.py).
         self.save_hyperparameters(
             dict(arch=arch, norm=norm, image_size=image_size, channels=channels,
-                 optimizer=optimizer, seed=seed, n_samples=n_samples), logger=False
+                 optimizer=optimizer, seed=seed, n_samples=n_samples, compile=compile),
+            logger=False
         )
         self.automatic_optimization = False
         shape = dict(norm=norm, image_size=image_size, channels=channels)
@@ -69,6 +76,24 @@ class GAN(L.LightningModule):
         fixed = torch.randn(n_samples, self.generator.code_dim,
                             generator=torch.Generator().manual_seed(seed + 10_000))
         self.register_buffer("fixed_codes", fixed, persistent=False)
+        self.compile_mode = compile
+        self.compile_seconds: float | None = None  # the first compiled iteration's time
+        self._compile_started: float | None = None
+        self._compiled: dict[str, Any] = {}  # a plain dict: not submodules, so checkpoints
+        # keep the keys of G and D as built, and compiled and eager runs resume each other
+
+    def networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """G and D as training calls them: compiled with `torch.compile` (train.compile
+        names the mode) or as built. Samples and the reconstruction tests use them as built:
+        other shapes and eval mode would only add compilations."""
+        if self.compile_mode is None:
+            return self.generator, self.discriminator
+        if not self._compiled:  # lazy: torch.compile compiles at the first call anyway
+            self._compile_started = time.perf_counter()
+            self._compiled = {name: torch.compile(net, mode=self.compile_mode, dynamic=False)
+                              for name, net in (("g", self.generator),
+                                                ("d", self.discriminator))}
+        return self._compiled["g"], self._compiled["d"]
 
     def _ranks(self) -> tuple[int, int]:
         trainer = self._trainer
@@ -89,25 +114,42 @@ class GAN(L.LightningModule):
         real = batch[0]  # (B, C, H, W) in [0, 1]
         n = real.shape[0]
         opt_d, opt_g = self.optimizers()
+        G, D = self.networks()
+        if self._compiled:
+            # CUDA graphs (train.compile=reduce-overhead) reuse their output memory from one
+            # iteration to the next; this says where an iteration begins
+            torch.compiler.cudagraph_mark_step_begin()
 
         self.toggle_optimizer(opt_d)
-        fake = self.generator(self.sample_codes(n)).detach()
-        d_real = self.discriminator(real)
-        d_fake = self.discriminator(fake)
+        fake = G(self.sample_codes(n)).detach()
+        d_real = D(real)
+        d_fake = D(fake)
         d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
         self._step(opt_d, d_loss)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
-        d_gen = self.discriminator(self.generator(self.sample_codes(n)))
+        d_gen = D(G(self.sample_codes(n)))
         g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
         self._step(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
+        if self._compile_started is not None:
+            self._report_compilation()
         self._unread.append(torch.stack([d_loss, g_loss, torch.sigmoid(d_real).mean(),
                                          torch.sigmoid(d_fake).mean()]).detach())  # LOSS_COLUMNS
+
+    def _report_compilation(self) -> None:
+        """The first compiled iteration compiles every variant G and D are called in (with
+        and without their parameters requiring grad); its time is the compilation's."""
+        self.compile_seconds = time.perf_counter() - self._compile_started
+        self._compile_started = None
+        if self._ranks()[0] == 0:
+            print(f"gansweep: train.compile={self.compile_mode}: the first iteration took "
+                  f"{self.compile_seconds:.1f} s (compiling G and D)", file=sys.stderr,
+                  flush=True)
 
     def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)

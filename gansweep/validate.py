@@ -18,6 +18,8 @@ POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
 NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed",
                 "train.restart_on_early_divergence", "train.max_restarts"]
 
+COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
 
 def validate(cfg: DictConfig) -> None:
     for key in POSITIVE:
@@ -35,6 +37,16 @@ def validate(cfg: DictConfig) -> None:
                 f"{key}={OmegaConf.select(cfg, key)} is larger than the held-out set "
                 f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
                 f"makes a new split, so results are not comparable with the old one)")
+    compile_mode = OmegaConf.select(cfg, "train.compile")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"train.compile={compile_mode!r}: must be null (eager) or one of "
+                          f"torch.compile's modes: {', '.join(COMPILE_MODES)}")
+    if compile_mode is not None and cfg.norm.name == "sn":
+        # torch.compile keeps spectral norm's power-iteration vectors, which each forward
+        # updates in place, for the backward instead of copies (the ResNet's D step fails)
+        raise ConfigError(f"train.compile={compile_mode!r} with norm=sn: torch.compile does "
+                          f"not handle spectral norm's in-place power iteration; train sn "
+                          f"eagerly (train.compile=null)")
     _check_distributed(cfg)
     _check_networks(cfg)
 

@@ -34,7 +34,7 @@ def compose_config(tmp_path, *overrides, tiny: bool = True):
         return compose(
             "config",
             overrides=[*shrink, f"paths.output_dir={tmp_path}", f"run_dir={tmp_path}/run",
-                       *overrides],
+                       f"paths.cache_dir={tmp_path}/cache", *overrides],
         )
 
 

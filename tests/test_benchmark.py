@@ -15,10 +15,12 @@ def test_recon_benchmark_reports_its_ratios():
 
 
 def test_data_benchmark_loads_each_fake_through_its_real_config():
-    rows = main(["data", "--datasets", "digits", "cifar10", "mnist", "--images", "200"])
-    assert [r["dataset"] for r in rows] == ["digits", "cifar10", "mnist"]
+    rows = main(["data", "--datasets", "digits", "cifar10", "celeba", "--images", "200",
+                 "--seconds", "0.5"])
+    assert [r["dataset"] for r in rows] == ["digits", "cifar10", "celeba", "celeba"]
     assert all(r["loader_images_s"] > 0 and r["train_images_s"] > 0 for r in rows)
-    assert [r["in_memory"] for r in rows] == [False, True, True]
+    assert [r["in_memory"] for r in rows] == [False, True, False, False]
+    assert [r["cache"] for r in rows] == [False, False, False, True]  # celeba both ways
 
 
 def test_train_benchmark_times_both_loops_and_counts_their_ops():
@@ -33,6 +35,13 @@ def test_train_benchmark_times_both_loops_and_counts_their_ops():
         assert r["syncs_per_iter"] is None  # counted on GPUs only
     vanilla, wn = rows
     assert wn["gansweep_ops"] > vanilla["gansweep_ops"]  # WN normalises every weight
+
+
+def test_train_benchmark_times_the_compiled_path_and_its_compilation():
+    (row,) = main(["train", "--settings", "digits", "--norms", "vanilla", "--log-every", "2",
+                   "--reads", "1", "--repeat", "1", "--compile", "default"])
+    assert row["compiled_s"] > 0 and row["compile_s"] > 0
+    assert row["compiled_ratio"] == pytest.approx(row["compiled_s"] / row["hand_s"])
 
 
 def test_memory_benchmark_measures_training_and_the_evaluator():

@@ -47,9 +47,12 @@ def iters(path):
         return [int(r["iter"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.parametrize("compiled", [
+    pytest.param(False), pytest.param(True, marks=pytest.mark.slow)])  # train.compile
 def test_signal_checkpoints_at_the_iteration_then_hands_over_to_submitit(make_cfg, tmp_path,
-                                                                       submitit_job):
-    cfg = make_cfg("wandb.mode=offline")
+                                                                       submitit_job, compiled):
+    speed = ["train.compile=default"] if compiled else []
+    cfg = make_cfg("wandb.mode=offline", *speed)
     run = train(cfg, callbacks=[SignalAt(4)])
     assert submitit_job == [signal.SIGUSR2]  # requeued once, after training stopped
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -61,7 +64,7 @@ def test_signal_checkpoints_at_the_iteration_then_hands_over_to_submitit(make_cf
     submitit_job.clear()
     train(cfg)
     assert submitit_job == []
-    straight = train(make_cfg(f"run_dir={tmp_path}/straight"))
+    straight = train(make_cfg(*speed, f"run_dir={tmp_path}/straight"))
     for name in ("train.csv", "recon.csv"):
         assert (run / name).read_text() == (straight / name).read_text()
     assert json.loads((run / "summary.json").read_text()) == \

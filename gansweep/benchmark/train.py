@@ -16,6 +16,9 @@ running test and checkpoints (timed by `benchmark recon`) are outside it.
 It also counts the aten ops each path dispatches in one steady-state iteration (views
 excluded: they launch nothing; on a GPU nearly every other op is one kernel launch), and on
 a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_sync_debug_mode`).
+
+`--compile MODE` adds a third path, gansweep with `train.compile=MODE`, and the time of its
+first iteration (the compilation). Its fused kernels are not aten ops, so no count is given.
 """
 
 from __future__ import annotations
@@ -143,13 +146,13 @@ class Window(L.Callback):
     """Times gansweep's iterations [warmup, warmup + timed), counts ops in one iteration
     before them, and on a GPU counts the syncs inside the window."""
 
-    def __init__(self, plan: Plan):
-        self.plan, self.counter = plan, OpCounter()
-        self.seconds = self.syncs = None
+    def __init__(self, plan: Plan, count_ops: bool = True):
+        self.plan, self.counter, self.count_ops = plan, OpCounter(), count_ops
+        self.seconds = self.syncs = self.compile_seconds = None
         self._caught = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2:
+        if batch_idx == self.plan.warmup - 2 and self.count_ops:
             self.counter.__enter__()
         if batch_idx == self.plan.warmup:
             synchronize()
@@ -161,8 +164,10 @@ class Window(L.Callback):
             self._sync_watch(start=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2:
+        if batch_idx == self.plan.warmup - 2 and self.count_ops:
             self.counter.__exit__(None, None, None)
+        if batch_idx == 0:
+            self.compile_seconds = pl_module.compile_seconds
 
     def _sync_watch(self, start: bool) -> None:
         """`torch.cuda.set_sync_debug_mode` warns at each sync; count them (GPU only)."""
@@ -179,29 +184,40 @@ class Window(L.Callback):
             self.syncs = sum("synchroniz" in str(w.message) for w in self._records)
 
 
-def gansweep_loop(cfg, plan: Plan, log: Path) -> tuple[float, int, int | None]:
-    """(seconds per iteration, ops in one iteration, syncs in the window or None on CPU)."""
+def gansweep_loop(cfg, plan: Plan, log: Path, count_ops: bool = True) -> Window:
+    """gansweep's run, observed: `seconds` per iteration, `counter.ops` in one iteration,
+    `syncs` in the window (None on CPU), `compile_seconds` (None when eager)."""
     from gansweep.train import train
 
-    window = Window(plan)
+    window = Window(plan, count_ops)
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         train(cfg, callbacks=[window])
-    return window.seconds, window.counter.ops, window.syncs
+    return window
 
 
-def measure(setting: str, norm: str, plan: Plan, tmp: Path) -> dict:
-    hand, full, ops, syncs = [], [], {}, None
+def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | None) -> dict:
+    hand, full, compiled, compile_s, ops, syncs = [], [], [], [], {}, None
     for r in range(plan.repeat):  # interleaved, so drifts in machine speed hit both alike
         seconds, ops["hand"] = hand_loop(compose_run(tmp, setting, norm, plan, f"hand{r}"), plan)
         hand.append(seconds)
         cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{r}")
-        seconds, ops["gansweep"], syncs = gansweep_loop(cfg, plan, tmp / "runs.log")
-        full.append(seconds)
+        window = gansweep_loop(cfg, plan, tmp / "runs.log")
+        full.append(window.seconds)
+        ops["gansweep"], syncs = window.counter.ops, window.syncs
+        if compile_mode and norm != "sn":  # refused: see gansweep/validate.py
+            cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-compiled-{r}",
+                              [f"train.compile={compile_mode}"])
+            window = gansweep_loop(cfg, plan, tmp / "runs.log", count_ops=False)
+            compiled.append(window.seconds)
+            compile_s.append(window.compile_seconds)
     h, f = statistics.median(hand), statistics.median(full)
+    c = statistics.median(compiled) if compiled else None
     return {"setting": setting, "norm": norm, "hand_s": h, "gansweep_s": f, "ratio": f / h,
             "hand_runs_s": hand, "gansweep_runs_s": full, "hand_ops": ops["hand"],
             "gansweep_ops": ops["gansweep"],
-            "syncs_per_iter": None if syncs is None else syncs / plan.timed}
+            "syncs_per_iter": None if syncs is None else syncs / plan.timed,
+            "compiled_s": c, "compiled_ratio": None if c is None else c / h,
+            "compile_s": compile_s[0] if compile_s else None}
 
 
 def plan_for(setting: str, args) -> Plan:
@@ -216,7 +232,7 @@ def run(args) -> list[dict]:
         for setting in args.settings:
             plan = plan_for(setting, args)
             for norm in args.norms:
-                rows.append(measure(setting, norm, plan, Path(tmp)))
+                rows.append(measure(setting, norm, plan, Path(tmp), args.compile))
     return rows
 
 
@@ -229,6 +245,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reads", type=int, help="timed reads of the losses: the window is "
                         "reads x log_every iterations (default: by setting)")
     parser.add_argument("--repeat", type=int, help="interleaved repeats (default: by setting)")
+    parser.add_argument("--compile", metavar="MODE",
+                        help="also time train.compile=MODE (e.g. default, reduce-overhead)")
 
 
 def report(rows: list[dict], args) -> None:
@@ -242,6 +260,16 @@ def report(rows: list[dict], args) -> None:
         print(f"| {r['setting']} | {r['norm']} | {1000 * r['hand_s']:.1f} | "
               f"{1000 * r['gansweep_s']:.1f} | {r['ratio']:.3f} | {r['hand_ops']} | "
               f"{r['gansweep_ops']} | {syncs} |")
+    if args.compile:
+        print(f"train.compile={args.compile} (first iteration: the compilation, first repeat; "
+              f"later repeats reuse inductor's on-disk cache):")
+        print("| setting | norm | eager ms/it | compiled ms/it | compiled / eager | "
+              "compiled / hand | first iteration s |")
+        print("|---|---|---|---|---|---|---|")
+        for r in (r for r in rows if r["compiled_s"] is not None):
+            print(f"| {r['setting']} | {r['norm']} | {1000 * r['gansweep_s']:.1f} | "
+                  f"{1000 * r['compiled_s']:.1f} | {r['compiled_s'] / r['gansweep_s']:.3f} | "
+                  f"{r['compiled_ratio']:.3f} | {r['compile_s']:.1f} |")
     for setting in dict.fromkeys(r["setting"] for r in rows):
         by_norm = {r["norm"]: r for r in rows if r["setting"] == setting}
         if "vanilla" in by_norm:

@@ -3,7 +3,9 @@
 Every builder returns a torch Dataset of (image, ...) tuples with images (C, H, W) in [0, 1],
 preprocessed as in the paper: center crop, resize the short side, center crop
 (`paper_transform`), and carries a `fingerprint` (size + a hash of its contents' names or
-bytes) that ties the saved split to this exact data. Missing data raises `DataNotFound`
+bytes) that ties the saved split to this exact data, its `preprocessing` settings and, where
+the fingerprint hashes names only, its `source_files` (the decoded-image cache,
+`gansweep.data.decoded`, checks their sizes and times to notice changed bytes). Missing data raises `DataNotFound`
 naming the data set, the path looked at, the layout expected and where to get it; an image
 that cannot be decoded raises `BadImage` naming the file.
 
@@ -100,6 +102,8 @@ def celeba(root: str, image_size: int = 64, crop: int | None = 160) -> Dataset:
     if len(ds) == 0:
         raise DataNotFound("celeba", root / "img_align_celeba", layout, source)
     ds.fingerprint = f"celeba-{len(ds)}-{_digest(Path(p).name for p, _ in ds.samples)}"
+    ds.preprocessing = dict(image_size=image_size, crop=crop, channels=3)
+    ds.source_files = [p for p, _ in ds.samples]
     return ds
 
 
@@ -141,12 +145,15 @@ def lsun_bedroom(root: str, image_size: int = 64, crop: int | None = None,
         ds = _CheckedLSUN(str(root), classes=["bedroom_train"],
                           transform=paper_transform(image_size, crop))
     ds.fingerprint = f"lsun_bedroom-{len(ds)}-{_digest(ds.dbs[0].keys)}"
+    ds.preprocessing = dict(image_size=image_size, crop=crop, channels=3)
+    ds.source_files = [str(root / "bedroom_train_lmdb" / "data.mdb")]
     return ds
 
 
-def _torchvision_pair(name: str, cls, root: Path, download: bool, transform, layout: str,
-                      source: str) -> Dataset:
+def _torchvision_pair(name: str, cls, root: Path, download: bool, preprocessing: dict,
+                      layout: str, source: str) -> Dataset:
     """The train and test sets of a torchvision data set, together (as the paper did)."""
+    transform = paper_transform(**preprocessing)
     try:
         parts = [cls(str(root), train=train, transform=transform, download=download)
                  for train in (True, False)]
@@ -156,12 +163,13 @@ def _torchvision_pair(name: str, cls, root: Path, download: bool, transform, lay
     ds = ConcatDataset(parts)
     arrays = [p.data.numpy() if isinstance(p.data, torch.Tensor) else p.data for p in parts]
     ds.fingerprint = f"{name}-{len(ds)}-{_digest(a.tobytes() for a in arrays)}"
+    ds.preprocessing = preprocessing
     return ds
 
 
 def cifar10(root: str, image_size: int = 32, download: bool = False) -> Dataset:
     return _torchvision_pair(
-        "cifar10", datasets.CIFAR10, Path(root), download, paper_transform(image_size),
+        "cifar10", datasets.CIFAR10, Path(root), download, dict(image_size=image_size),
         "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
         "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-10 python version)")
 
@@ -169,6 +177,6 @@ def cifar10(root: str, image_size: int = 32, download: bool = False) -> Dataset:
 def mnist(root: str, image_size: int = 32, channels: int = 3, download: bool = False) -> Dataset:
     return _torchvision_pair(
         "mnist", datasets.MNIST, Path(root), download,
-        paper_transform(image_size, channels=channels),
+        dict(image_size=image_size, channels=channels),
         "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
         "the MNIST idx files (torchvision's mirrors)")

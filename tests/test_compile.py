@@ -1,0 +1,75 @@
+"""train.compile: torch.compile of G and D trains as the eager networks do (to rounding),
+and resume, divergence and checkpoints behave as documented."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CrashAt, PoisonGenerator
+from gansweep.train import train
+
+pytestmark = pytest.mark.slow
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
+NORMS = sorted(p.stem for p in (CONF / "norm").glob("*.yaml"))
+COMPILED = "train.compile=default"
+
+
+def losses(run: Path) -> torch.Tensor:
+    with open(run / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return torch.tensor([[float(v) for k, v in r.items() if k != "iter"] for r in rows])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("norm", [n for n in NORMS if n != "sn"])
+def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch, norm):
+    short = [f"arch={arch}", f"norm={norm}", "train.iters=3", "final.steps=2"]
+    eager = train(make_cfg(*short, f"run_dir={tmp_path}/eager"))
+    compiled = train(make_cfg(*short, COMPILED, f"run_dir={tmp_path}/compiled"))
+    assert "train.compile=default: the first iteration took" in capsys.readouterr().err
+    assert losses(compiled).shape == (3, 4)
+    torch.testing.assert_close(losses(compiled), losses(eager), rtol=1e-4, atol=1e-5)
+    # the checkpoints hold G and D under the keys of the networks as built
+    keys = [set(torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+                ["state_dict"]) for run in (eager, compiled)]
+    assert keys[0] == keys[1]
+
+
+def test_a_compiled_run_resumes_exactly(make_cfg, tmp_path):
+    straight = train(make_cfg(COMPILED, f"run_dir={tmp_path}/straight"))
+    cfg = make_cfg(COMPILED, f"run_dir={tmp_path}/resumed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, callbacks=[CrashAt(5)])
+    resumed = train(cfg)  # from the checkpoint at 3, compiled again
+    for name in ("train.csv", "recon.csv"):
+        assert (resumed / name).read_text() == (straight / name).read_text()
+
+
+def test_a_compiled_run_stops_at_its_divergence(make_cfg):
+    run = train(make_cfg(COMPILED, "train.iters=12"), callbacks=[PoisonGenerator(4)])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at"] == 5
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["gansweep"]["iteration"] == 3  # nothing saved from the fault on
+
+
+def test_an_unknown_compile_mode_fails_before_training(make_cfg):
+    from gansweep.errors import GansweepError
+    from gansweep.validate import validate
+
+    with pytest.raises(GansweepError, match="train.compile='fast': must be null"):
+        validate(make_cfg("train.compile=fast"))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_spectral_norm_is_refused_compiled_with_one_line(make_cfg, arch):
+    from gansweep.errors import GansweepError
+    from gansweep.validate import validate
+
+    with pytest.raises(GansweepError, match="with norm=sn: .*train.compile=null"):
+        validate(make_cfg("norm=sn", f"arch={arch}", COMPILED))

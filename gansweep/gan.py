@@ -104,7 +104,12 @@ class GAN(L.LightningModule):
         stays in step with the others') and keeps its own slice."""
         rank, world = self._ranks()
         z = torch.randn(n * world, self.generator.code_dim, generator=self.code_rng)
-        return z[rank * n : (rank + 1) * n].to(self.device)
+        z = z[rank * n : (rank + 1) * n]
+        if self.device.type == "cuda":
+            # a copy from pageable memory makes the host wait for every queued kernel
+            # (torch syncs the stream after it); one from pinned memory is queued like a kernel
+            return z.pin_memory().to(self.device, non_blocking=True)
+        return z.to(self.device)
 
     def configure_optimizers(self):
         make = instantiate(self.hparams.optimizer)  # a partial of the optimizer class

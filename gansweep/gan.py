@@ -1,6 +1,6 @@
 """The GAN as a LightningModule: the paper's training loop, any architecture x norm.
 
-Per GAN iteration (`shared/paper.md`, "Training"): one D step on a real batch and a fake
+Per GAN iteration (README, "The method", Training): one D step on a real batch and a fake
 batch (separate forward passes, so BN statistics are per kind of batch), then one G step with
 fresh codes; non-saturating loss with BCE on logits; RMSProp for both networks.
 

@@ -1,7 +1,7 @@
 """The paper's reconstruction error: how well a fixed G can reproduce held-out images.
 
     L = (1/m) sum_i min_z ||G(z) - x_i||^2,  reported as a mean over pixels and channels
-    on the [0, 1] scale (`shared/paper.md`, "The reconstruction metric").
+    on the [0, 1] scale (README, "The method", The metric).
 
 Protocol (the paper's, the defaults here): G frozen and in eval mode; every z starts at
 zeros; RMSProp(lr 0.01, alpha 0.9, eps 1e-6); 50 steps. The error reported for an image is

@@ -13,7 +13,7 @@ set -euo pipefail
 partition=${1:?usage: launch/paper_grid.sh PARTITION [overrides...]}
 shift
 
-# Paper settings (shared/paper.md): batch 32, RMSProp, lr per architecture (conf/arch), up to
+# Paper settings (README, "The method", Training): batch 32, RMSProp, lr per architecture (conf/arch), up to
 # 1e6 iterations, running test on 200 held-out images with 50 steps every 500 iterations
 # (the granularity of the paper's table), final test on 2000 held-out images.
 exec python -m gansweep -m hydra/launcher=slurm \

@@ -1,5 +1,7 @@
 """The real data sets through torchvision's real loaders, on fixtures in their real formats."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torchvision import datasets
@@ -181,3 +183,13 @@ def test_in_memory_data_is_lossless(make_cfg, cifar_root):
     held = instantiate(cfg.data).heldout_images(5)
     cfg.data.in_memory = False
     torch.testing.assert_close(instantiate(cfg.data).heldout_images(5), held, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "dataset").glob("*.yaml")))
+def test_every_data_set_defaults_to_its_own_folder_under_the_data_root(tmp_path, name):
+    from conftest import compose_config
+
+    cfg = compose_config(tmp_path, f"dataset={name}", "paths.data_root=/data")
+    root = cfg.dataset.get("root")
+    assert root is None or root == f"/data/{name}"  # README "Data sets": <data root>/<name>

@@ -1,4 +1,4 @@
-"""The paper's layers against their formulas (shared/paper.md, "Layers")."""
+"""The paper's layers against their formulas (README, "The method", Layers)."""
 
 import math
 

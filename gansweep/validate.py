@@ -86,9 +86,29 @@ def _check_networks(cfg: DictConfig) -> None:
                  channels=cfg.dataset.channels)
     try:
         with torch.device("meta"):
-            instantiate(cfg.arch.generator, **shape)
-            instantiate(cfg.arch.discriminator, **shape)
+            generator = instantiate(cfg.arch.generator, **shape)
+            discriminator = instantiate(cfg.arch.discriminator, **shape)
     except Exception as error:
         cause = error.__cause__ or error  # Hydra wraps errors raised inside instantiate
         raise ConfigError(f"arch={cfg.arch.name} with dataset.image_size="
                           f"{cfg.dataset.image_size}: {cause}") from None
+    _check_one_training_batch(cfg, generator, discriminator)
+
+
+def _check_one_training_batch(cfg: DictConfig, generator, discriminator) -> None:
+    """One forward pass of a process's batch through G and D, on the meta device (shapes
+    only), in training mode: BN needs more than one value per channel in every layer."""
+    import torch
+
+    batch = max(1, cfg.train.batch_size // process_count(cfg.trainer))
+    try:
+        with torch.device("meta"), torch.no_grad():
+            discriminator(generator(torch.empty(batch, generator.code_dim)))
+    except Exception as error:  # noqa: BLE001
+        if "more than 1 value per channel" not in str(error):
+            return  # an op without a meta kernel, say: training itself will tell
+        raise ConfigError(
+            f"norm={cfg.norm.name} arch={cfg.arch.name} dataset.image_size="
+            f"{cfg.dataset.image_size} train.batch_size={cfg.train.batch_size}: a BatchNorm "
+            f"layer would normalise a single value per channel ({batch} image(s) per process "
+            f"on its smallest map); raise train.batch_size or dataset.image_size") from None

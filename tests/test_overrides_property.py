@@ -10,7 +10,7 @@ import json
 import sys
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_NETS
@@ -71,24 +71,38 @@ def command_lines(draw):
     norm = draw(st.sampled_from(["foo", "WN"] if "norm" in broken else NORMS))
     arch = draw(st.sampled_from(["gan"] if "arch" in broken else ARCHS))
     overrides = [f"norm={norm}", f"arch={arch}", *TINY_NETS.get(arch, [])]
+    size, batch = 32, 32  # the digits' defaults
     if "dataset.image_size" in broken or draw(st.booleans()):
         wrong = "dataset.image_size" in broken
         sizes = [size for size in IMAGE_SIZES if image_size_is_valid(arch, size) != wrong]
         sizes = sizes or IMAGE_SIZES  # an unknown arch takes none
-        overrides.append(f"dataset.image_size={draw(st.sampled_from(sizes))}")
+        size = draw(st.sampled_from(sizes))
+        overrides.append(f"dataset.image_size={size}")
     if "dataset" in broken:
         overrides.append("dataset=celeba")  # a data set that is not on this machine
     for key, (good, bad) in NUMBERS.items():
         if key in broken or draw(st.integers(0, 3)) == 0:
-            overrides.append(f"{key}={draw(bad if key in broken else good)}")
-    return overrides, not broken
+            value = draw(bad if key in broken else good)
+            overrides.append(f"{key}={value}")
+            batch = value if key == "train.batch_size" else batch
+    return overrides, not broken and not batchnorm_sees_one_value(norm, arch, size, batch)
+
+
+def batchnorm_sees_one_value(norm: str, arch: str, size: int, batch: int) -> bool:
+    """The documented rule: BN needs more than one value per channel. The tiny test ResNet's
+    smallest maps are size / 4, so at 4 px a batch of one gives BN a single value."""
+    return norm == "bn" and arch == "resnet" and size == 4 and batch == 1
 
 
 counter = itertools.count()
 
 
-@settings(max_examples=40, deadline=None,
+# The same 40 examples on every run (the "ci" profile, tests/conftest.py): CI must not pass
+# or fail by chance. A wider random search: pytest --hypothesis-profile=explore
+@settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@example((["norm=bn", "arch=resnet", *TINY_NETS["resnet"], "dataset.image_size=4",
+           "train.batch_size=1"], False))  # BN on 1x1 maps of one image (found once here)
 @given(command_lines())
 def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
         tmp_path, capsys, monkeypatch, case):

@@ -73,3 +73,12 @@ def test_process_count_reads_every_form_of_trainer_devices(make_cfg, devices, pr
     trainer = make_cfg(f"trainer.devices={devices}").trainer
     assert process_count(trainer) == processes
     assert ("strategy" in distributed(trainer)) == (processes > 1)
+
+
+def test_batchnorm_on_a_single_value_fails_before_training_with_one_line(make_cfg, tmp_path):
+    cfg = make_cfg("norm=bn", "arch=resnet", "dataset.image_size=4", "train.batch_size=1")
+    with pytest.raises(ConfigError, match="single value per channel.*raise train.batch_size"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    train(make_cfg("norm=bn", "arch=resnet", "dataset.image_size=4", "train.batch_size=2",
+                   "train.iters=1"))  # two images per channel are enough

@@ -18,6 +18,22 @@ def first_images(dataset: Dataset, indices: list[int]) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in indices])
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader in Lightning's resumable protocol (`state_dict` / `load_state_dict`).
+
+    Its position needs no state of its own: the batch sampler starts at the module's restored
+    iteration (`IterationBatchSampler`), so a resumed run continues with exactly the batches
+    an uninterrupted one would see. Saying so keeps Lightning from warning, at every resume,
+    that results may be unreliable.
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class GANData(L.LightningDataModule):
     """Serves `dataset` (items are (image, ...) tuples) split once by `split_path`.
 
@@ -62,7 +78,7 @@ class GANData(L.LightningDataModule):
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=self.trainer.world_size if self.trainer else 1,
         )
-        return DataLoader(train_set, batch_sampler=sampler, num_workers=self.num_workers,
+        return ResumableLoader(train_set, batch_sampler=sampler, num_workers=self.num_workers,
                           pin_memory=self.pin_memory)
 
     def heldout_images(self, n: int) -> torch.Tensor:

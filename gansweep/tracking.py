@@ -89,6 +89,9 @@ def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
         config={**flat_config(cfg), "settings": command_line_settings()},
     )
+    # Lightning passes `anonymous=None` to wandb.init, and W&B warns on every run that the
+    # setting (any value) has no effect; not passing it changes nothing else
+    logger._wandb_init.pop("anonymous", None)
     run = logger.experiment
     # Lightning plots everything against trainer/global_step (2 per GAN iteration); ours
     # is the GAN iteration. Later definitions of a glob replace earlier ones.

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import restarts
+from gansweep import console, restarts
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
@@ -108,6 +108,7 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
+    console.quiet()
     run_dir = Path(cfg.run_dir)
     restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
     done = read_summary(run_dir)

@@ -131,3 +131,30 @@ def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path):
     assert "dataset.image_size=7" in failed.parent.name
     (summary,) = (tmp_path / "outputs" / "sweeps").rglob("summary.json")
     assert json.loads(summary.read_text())["status"] == "finished"
+
+
+def test_the_console_shows_gansweeps_lines_not_third_party_noise(tmp_path):
+    import shutil
+
+    from gansweep.console import NOISE, TIP
+
+    out = gansweep(tmp_path, *[o for o in TINY if not o.startswith("wandb.")],
+                   "wandb.mode=offline")  # W&B on, as by default
+    assert "gansweep: run finished" in out and "wandb: " in out
+    for noise in [*NOISE, TIP, "The anonymous setting has no effect"]:
+        assert noise not in out, noise
+    # the srun hint is only printed where srun exists: this checks something only there
+    assert shutil.which("srun") or os.environ.get("GANSWEEP_REQUIRE_SLURM") != "1"
+
+
+def test_only_the_named_noise_is_silenced():
+    import warnings
+
+    from gansweep.console import quiet
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet()
+        warnings.warn("The `srun` command is available on your system but is not used. HINT")
+        warnings.warn("a real warning about the run")
+    assert [str(w.message) for w in caught] == ["a real warning about the run"]

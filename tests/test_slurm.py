@@ -211,3 +211,44 @@ def test_an_early_divergence_restarts_every_rank_of_a_ddp_run(slurm, tmp_path):
     assert summary["restarts"] == [{"seed": 0, "diverged_at": 2, "dir": "restarts/0"}]
     assert [int(r["iter"]) for r in rows(run / "train.csv")] == [1, 2]
     assert [int(r["iter"]) for r in rows(run / "restarts" / "0" / "train.csv")] == [1, 2]
+
+
+def queued_jobs() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    return out.split()
+
+
+@pytest.mark.parametrize("ask, setting", [
+    ("hydra.launcher.gpus_per_node=1", "gpus_per_node=1"),  # the local cluster has no GPUs
+    ("hydra.launcher.partition=nope", "partition=nope"),
+])
+def test_a_grid_the_cluster_cannot_run_ends_with_one_line_naming_the_setting(
+        slurm, tmp_path, ask, setting):
+    before = queued_jobs()
+    proc = subprocess.run(
+        gansweep("-m", "hydra/launcher=local_slurm", ask, "norm=vanilla,wn", *SWEEP,
+                 f"paths.output_dir={tmp_path}"),
+        capture_output=True, text=True, timeout=120, env=user_env(), cwd=tmp_path)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    (line,) = [line for line in said.splitlines() if "SLURM refuses" in line]
+    assert f"hydra.launcher.{setting}" in line and "sbatch said" in line
+    assert queued_jobs() == before  # nothing was submitted
+
+
+def test_each_refusal_names_its_setting():
+    from gansweep.launcher import explain
+
+    settings = {"account": "physics", "qos": "high", "timeout_min": 9999, "partition": "gpu"}
+    for error, setting in [
+        ("sbatch: error: Batch job submission failed: Invalid account or account/partition "
+         "combination specified", "hydra.launcher.account=physics"),
+        ("sbatch: error: Batch job submission failed: Invalid qos specification",
+         "hydra.launcher.qos=high"),
+        ("sbatch: error: Batch job submission failed: Requested time limit is invalid "
+         "(missing or exceeds some limit)", "hydra.launcher.timeout_min=9999"),
+        ("sbatch: error: something new", "hydra.launcher.* settings"),
+    ]:
+        line = explain(error, settings)
+        assert setting in line and "\n" not in line, line

@@ -1,0 +1,60 @@
+"""The paper's grid as a Hydra experiment config: `+experiment=paper`."""
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_module
+
+import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+
+GRID = {"norm": ["vanilla", "bn", "wn"], "arch": ["dcgan", "resnet"],
+        "dataset": ["celeba", "lsun_bedroom", "cifar10"]}
+
+
+def paper(*overrides, hydra=False):
+    with initialize_config_module("gansweep.conf", version_base="1.3"):
+        return compose("config", overrides=["+experiment=paper", *overrides],
+                       return_hydra_config=hydra)
+
+
+def test_the_paper_experiment_sweeps_the_papers_18_variants():
+    params = paper(hydra=True).hydra.sweeper.params
+    assert {key: value.split(",") for key, value in params.items()} == GRID
+
+
+@pytest.mark.parametrize("norm, arch, dataset", list(itertools.product(*GRID.values())))
+def test_each_paper_run_has_the_papers_settings(norm, arch, dataset):
+    cfg = paper(f"norm={norm}", f"arch={arch}", f"dataset={dataset}",
+                "paths.data_root=/data")
+    assert (cfg.norm.name, cfg.arch.name, cfg.dataset.name) == (norm, arch, dataset)
+    assert cfg.train.iters == 1_000_000 and cfg.train.batch_size == 32
+    assert cfg.train.lr == {"dcgan": 1e-4, "resnet": 2e-5}[arch]
+    assert (cfg.train.optimizer.alpha, cfg.train.optimizer.eps) == (0.9, 1e-6)
+    assert (cfg.recon.every, cfg.recon.n_images, cfg.recon.steps) == (500, 200, 50)
+    assert cfg.final.n_images == cfg.dataset.holdout == 2000
+    assert cfg.dataset.root == f"/data/{dataset}"
+    assert cfg.dataset.image_size == (32 if dataset == "cifar10" else 64)
+
+
+def test_command_line_overrides_still_win():
+    cfg = paper("train.iters=10", "recon.every=5")
+    assert (cfg.train.iters, cfg.recon.every) == (10, 5)
+
+
+@pytest.mark.slow
+def test_the_paper_grid_launches_18_runs_each_failing_alone_without_its_data(tmp_path):
+    """Here none of the paper's data sets exists: every one of the 18 runs stops at once with
+    the path it looked at, and the sweep still ends with its table."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GANSWEEP_DATA": str(tmp_path / "no-data")}
+    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "+experiment=paper",
+                           "wandb.mode=disabled"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1  # failed runs make the sweep exit 1, after the table
+    failed = list(tmp_path.glob("outputs/sweeps/*/*/failed.json"))
+    assert len(failed) == 18
+    assert "data set 'lsun_bedroom' not found at" in proc.stdout + proc.stderr
+    assert (tmp_path / "outputs" / "sweeps" / "+experiment=paper" / "table.md").exists()

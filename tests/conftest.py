@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -15,6 +17,17 @@ settings.register_profile("explore", max_examples=400, derandomize=False)
 settings.load_profile("ci")
 
 import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def choices(group: str) -> list[str]:
+    """The options of a config group as conf/ has them (norm, arch, dataset), so that tests
+    cover a new one without being told."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+NORMS, ARCHS, DATASETS = choices("norm"), choices("arch"), choices("dataset")
 
 # A run of a few iterations with short tests: seconds on a CPU. Any architecture.
 TINY_RUN = [

@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CrashAt, PoisonGenerator
+from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator
 from gansweep.train import train
 
 pytestmark = pytest.mark.slow
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
-NORMS = sorted(p.stem for p in (CONF / "norm").glob("*.yaml"))
 COMPILED = "train.compile=default"
 
 

@@ -1,11 +1,10 @@
 """The real data sets through torchvision's real loaders, on fixtures in their real formats."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from torchvision import datasets
 
+from conftest import DATASETS
 from gansweep.data import sets
 from gansweep.data.fakes import (cifar10_checksums, write_celeba, write_cifar10,
                                  write_lsun_bedroom, write_mnist)
@@ -136,7 +135,7 @@ SMALL_SPLIT = ["dataset.holdout=10", "recon.n_images=8", "final.n_images=10",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["celeba", "lsun_bedroom", "cifar10", "mnist"])
+@pytest.mark.parametrize("name", [d for d in DATASETS if d != "digits"])  # digits ships
 def test_a_few_iterations_on_each_set_at_its_real_size(make_cfg, tmp_path, request, name):
     root = tmp_path / name
     if name == "cifar10":
@@ -185,8 +184,7 @@ def test_in_memory_data_is_lossless(make_cfg, cifar_root):
     torch.testing.assert_close(instantiate(cfg.data).heldout_images(5), held, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(
-    p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "dataset").glob("*.yaml")))
+@pytest.mark.parametrize("name", DATASETS)
 def test_every_data_set_defaults_to_its_own_folder_under_the_data_root(tmp_path, name):
     from conftest import compose_config
 

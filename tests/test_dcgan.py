@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import NORMS
 from gansweep.layers import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
 from gansweep.nets.dcgan import Discriminator, Generator, dcgan_levels
 
-NORMS = ["vanilla", "bn", "wn", "wn_affine", "sn"]
 
 
 @pytest.mark.parametrize("size, levels, final", [(16, 2, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4),
@@ -110,7 +110,7 @@ def test_wn_affine_is_affine_everywhere_with_prelu():
         assert modules_of(net, nn.PReLU) and not modules_of(net, TPReLU)
 
 
-@pytest.mark.parametrize("norm", ["vanilla", "bn", "wn", "wn_affine", "sn"])
+@pytest.mark.parametrize("norm", NORMS)
 def test_first_layer_scaling_reaches_the_raw_weight(norm):
     torch.manual_seed(0)
     g = Generator(norm, 32, code_dim=16)

@@ -13,13 +13,11 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY_NETS
+from conftest import ARCHS, NORMS, TINY_NETS
 from gansweep.__main__ import main
 
 pytestmark = pytest.mark.slow
 
-NORMS = ["vanilla", "bn", "wn", "wn_affine", "sn"]
-ARCHS = ["dcgan", "resnet"]
 # training one iteration, with tests just big enough to run
 QUICK = ["train.iters=1", "recon.every=1", "recon.n_images=4", "recon.steps=2",
          "final.n_images=4", "final.steps=2", "trainer.enable_progress_bar=false",

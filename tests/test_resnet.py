@@ -7,9 +7,9 @@ from torch import nn
 from gansweep.layers import (Addition, ChannelAffine, TPReLU, WNAddition, WNConv2d,
                              WNConvTranspose2d, WNLinear)
 from gansweep.nets.resnet import DBlock, Discriminator, GBlock, Generator
+from conftest import NORMS
 from gansweep.norms import VARIANTS, layers_for
 
-NORMS = sorted(VARIANTS)
 SMALL = dict(widths=(8, 16, 16, 32, 32), blocks=2)
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
@@ -80,3 +80,7 @@ def test_plain_resnets_use_plain_addition(norm, bn):
 def test_image_size_must_fit_the_levels():
     with pytest.raises(ValueError, match="multiple of 32"):
         Discriminator("wn", 48)
+
+
+def test_every_norm_in_conf_has_its_layers_in_code_and_no_other():
+    assert sorted(VARIANTS) == NORMS

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import CrashAt, PoisonGenerator
+from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator
 from gansweep.train import LOSS_COLUMNS, train
 
 
@@ -160,8 +160,8 @@ def test_running_recon_reaches_the_logger_against_the_gan_iteration(make_cfg, tm
         pytest.approx([float(r["recon_mse"]) for r in expected], rel=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
-@pytest.mark.parametrize("norm", ["vanilla", "bn", "wn", "wn_affine", "sn"])
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("norm", NORMS)
 def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
     run = train(make_cfg(f"arch={arch}", f"norm={norm}", "train.iters=2"))
     summary = json.loads((run / "summary.json").read_text())

@@ -6,7 +6,7 @@ and one `conf/norm/*.yaml`.
 
 Paper variants (README, "The method", Networks):
 - vanilla: plain layers with bias, PReLU.
-- bn: plain layers, BatchNorm2d after hidden layers (`post`), PReLU. Convs followed by BN
+- bn: plain layers, BatchNorm2d after hidden layers (`activation_norm`), PReLU. Convs followed by BN
   carry no bias (BN's shift makes it redundant).
 - wn: hidden layers strict WN + TPReLU; output layers affine WN; WN addition in ResNets.
 
@@ -29,35 +29,38 @@ class Layers:
     """vanilla: plain layers with bias and PReLU. Base class of every variant."""
 
     name = "vanilla"
-    has_post = False  # True where `post` is a real norm layer
+    has_activation_norm = False  # True where `activation_norm` is a real norm layer
 
-    # Hidden layers: `normed=False` marks one the architecture leaves without `post` (D's
-    # first conv); only layers followed by a real norm drop their bias.
-    def _bias(self, normed: bool) -> bool:
-        return not (normed and self.has_post)
+    # Hidden layers: `norm_follows=False` marks one the architecture leaves without
+    # `activation_norm` (D's first conv); only layers followed by a real norm drop their bias.
+    def _bias(self, norm_follows: bool) -> bool:
+        return not (norm_follows and self.has_activation_norm)
 
-    def linear(self, cin: int, cout: int, normed: bool = True) -> nn.Module:
-        return nn.Linear(cin, cout, bias=self._bias(normed))
+    def linear(self, cin: int, cout: int, norm_follows: bool = True) -> nn.Module:
+        return nn.Linear(cin, cout, bias=self._bias(norm_follows))
 
-    def conv(self, cin, cout, kernel, stride=1, padding=0, normed=True) -> nn.Module:
-        return nn.Conv2d(cin, cout, kernel, stride, padding, bias=self._bias(normed))
+    def conv(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True) -> nn.Module:
+        return nn.Conv2d(cin, cout, kernel, stride, padding, bias=self._bias(norm_follows))
 
-    def conv_t(self, cin, cout, kernel, stride=1, padding=0, normed=True) -> nn.Module:
-        return nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=self._bias(normed))
+    def conv_t(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True) -> nn.Module:
+        return nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=self._bias(norm_follows))
 
-    def out_linear(self, cin, cout) -> nn.Module:
-        """A linear layer with a bias/affine, e.g. the ResNet G's first (followed by PReLU)."""
+    # Affine layers keep their own scale and shift (a bias, or affine WN's gamma and beta)
+    # because no norm follows them: the networks' last layers and the ResNet G's first.
+    def affine_linear(self, cin, cout) -> nn.Module:
+        """The ResNet G's first layer (followed by PReLU)."""
         return nn.Linear(cin, cout)
 
-    def out_conv(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
-        """A network's last conv: never followed by a norm, always with a bias/affine."""
+    def affine_conv(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
+        """A network's last conv."""
         return nn.Conv2d(cin, cout, kernel, stride, padding)
 
-    def out_conv_t(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
+    def affine_conv_t(self, cin, cout, kernel, stride=1, padding=0) -> nn.Module:
         return nn.ConvTranspose2d(cin, cout, kernel, stride, padding)
 
-    def post(self, channels: int) -> nn.Module:
-        """What follows a normed hidden layer before its activation (BN for `bn`)."""
+    def activation_norm(self, channels: int) -> nn.Module:
+        """What follows a hidden layer (one with `norm_follows`) before its activation:
+        BatchNorm for `bn`, nothing for the others (WN normalises weights instead)."""
         return nn.Identity()
 
     def act(self, channels: int) -> nn.Module:
@@ -70,31 +73,31 @@ class Layers:
 
 class BatchNormLayers(Layers):
     name = "bn"
-    has_post = True
+    has_activation_norm = True
 
-    def post(self, channels: int) -> nn.Module:
+    def activation_norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
 
 
 class WeightNormLayers(Layers):
     name = "wn"
 
-    def linear(self, cin, cout, normed=True):
+    def linear(self, cin, cout, norm_follows=True):
         return WNLinear(cin, cout)
 
-    def conv(self, cin, cout, kernel, stride=1, padding=0, normed=True):
+    def conv(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
         return WNConv2d(cin, cout, kernel, stride, padding)
 
-    def conv_t(self, cin, cout, kernel, stride=1, padding=0, normed=True):
+    def conv_t(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
         return WNConvTranspose2d(cin, cout, kernel, stride, padding)
 
-    def out_conv(self, cin, cout, kernel, stride=1, padding=0):
+    def affine_conv(self, cin, cout, kernel, stride=1, padding=0):
         return WNConv2d(cin, cout, kernel, stride, padding, affine=True)
 
-    def out_conv_t(self, cin, cout, kernel, stride=1, padding=0):
+    def affine_conv_t(self, cin, cout, kernel, stride=1, padding=0):
         return WNConvTranspose2d(cin, cout, kernel, stride, padding, affine=True)
 
-    def out_linear(self, cin, cout):
+    def affine_linear(self, cin, cout):
         return WNLinear(cin, cout, affine=True)
 
     def act(self, channels):
@@ -107,13 +110,13 @@ class WeightNormLayers(Layers):
 class AffineWeightNormLayers(WeightNormLayers):
     name = "wn_affine"
 
-    def linear(self, cin, cout, normed=True):
+    def linear(self, cin, cout, norm_follows=True):
         return WNLinear(cin, cout, affine=True)
 
-    def conv(self, cin, cout, kernel, stride=1, padding=0, normed=True):
+    def conv(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
         return WNConv2d(cin, cout, kernel, stride, padding, affine=True)
 
-    def conv_t(self, cin, cout, kernel, stride=1, padding=0, normed=True):
+    def conv_t(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
         return WNConvTranspose2d(cin, cout, kernel, stride, padding, affine=True)
 
     def act(self, channels):
@@ -123,23 +126,23 @@ class AffineWeightNormLayers(WeightNormLayers):
 class SpectralNormLayers(Layers):
     name = "sn"
 
-    def linear(self, cin, cout, normed=True):
-        return spectral_norm(super().linear(cin, cout, normed))
+    def linear(self, cin, cout, norm_follows=True):
+        return spectral_norm(super().linear(cin, cout, norm_follows))
 
-    def conv(self, cin, cout, kernel, stride=1, padding=0, normed=True):
-        return spectral_norm(super().conv(cin, cout, kernel, stride, padding, normed))
+    def conv(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
+        return spectral_norm(super().conv(cin, cout, kernel, stride, padding, norm_follows))
 
-    def conv_t(self, cin, cout, kernel, stride=1, padding=0, normed=True):
-        return spectral_norm(super().conv_t(cin, cout, kernel, stride, padding, normed))
+    def conv_t(self, cin, cout, kernel, stride=1, padding=0, norm_follows=True):
+        return spectral_norm(super().conv_t(cin, cout, kernel, stride, padding, norm_follows))
 
-    def out_linear(self, cin, cout):
-        return spectral_norm(super().out_linear(cin, cout))
+    def affine_linear(self, cin, cout):
+        return spectral_norm(super().affine_linear(cin, cout))
 
-    def out_conv(self, cin, cout, kernel, stride=1, padding=0):
-        return spectral_norm(super().out_conv(cin, cout, kernel, stride, padding))
+    def affine_conv(self, cin, cout, kernel, stride=1, padding=0):
+        return spectral_norm(super().affine_conv(cin, cout, kernel, stride, padding))
 
-    def out_conv_t(self, cin, cout, kernel, stride=1, padding=0):
-        return spectral_norm(super().out_conv_t(cin, cout, kernel, stride, padding))
+    def affine_conv_t(self, cin, cout, kernel, stride=1, padding=0):
+        return spectral_norm(super().affine_conv_t(cin, cout, kernel, stride, padding))
 
 
 VARIANTS: dict[str, type[Layers]] = {

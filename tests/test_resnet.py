@@ -44,9 +44,9 @@ def test_default_network_has_21_layers(norm):
 
 def test_fresh_wn_blocks_output_their_shortcut():
     torch.manual_seed(0)
-    L = layers_for("wn")
+    layers = layers_for("wn")
     x = torch.randn(2, 8, 16, 16)
-    for block in (DBlock(L, 8, 16, 2), GBlock(L, 8, 4, 2), GBlock(L, 8, 8, 1)):
+    for block in (DBlock(layers, 8, 16, 2), GBlock(layers, 8, 4, 2), GBlock(layers, 8, 8, 1)):
         assert isinstance(block.add, WNAddition)
         residual, shortcut = block.residual(x), block.shortcut(x) if isinstance(block, DBlock) \
             else nn.functional.interpolate(block.project(x), scale_factor=block.stride)

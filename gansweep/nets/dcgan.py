@@ -2,9 +2,11 @@
 
 4x4 convs with stride 2 and padding 1; widths start at `width` and double per level; the
 number of levels comes from the image size (halve while >= 8: 64 px -> 4 levels, 32 px -> 3).
+`norm` is the variant's activation norm (BN for bn, nothing for the others), `act` its
+activation (`gansweep/norms.py`).
 
-D: conv(C->w) act, conv(w->2w) post act, ..., conv(kernel = remaining map size) -> 1 logit.
-G: linear(code -> top*h*w) -> reshape -> post act -> transposed convs halving the width ->
+D: conv(C->w) act, conv(w->2w) norm act, ..., conv(kernel = remaining map size) -> 1 logit.
+G: linear(code -> top*h*w) -> reshape -> norm act -> transposed convs halving the width ->
    transposed conv to C channels -> sigmoid (images live in [0, 1]).
 
 Departures from the paper: none known. The first linear of G has its weight scaled by 0.01
@@ -43,14 +45,14 @@ def _widths(width: int, levels: int) -> list[int]:
 class Discriminator(nn.Module):
     def __init__(self, norm: str, image_size: int, channels: int = 3, width: int = 64):
         super().__init__()
-        L = layers_for(norm)
+        layers = layers_for(norm)
         levels, final_size = dcgan_levels(image_size)
         widths = _widths(width, levels)
-        body = [L.conv(channels, widths[0], 4, 2, 1, normed=False), L.act(widths[0])]
+        body = [layers.conv(channels, widths[0], 4, 2, 1, norm_follows=False), layers.act(widths[0])]
         for cin, cout in zip(widths, widths[1:]):
-            body += [L.conv(cin, cout, 4, 2, 1), L.post(cout), L.act(cout)]
+            body += [layers.conv(cin, cout, 4, 2, 1), layers.activation_norm(cout), layers.act(cout)]
         self.body = nn.Sequential(*body)
-        self.head = L.out_conv(widths[-1], 1, final_size)  # (B, top, s, s) -> (B, 1, 1, 1)
+        self.head = layers.affine_conv(widths[-1], 1, final_size)  # (B, top, s, s) -> (B, 1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1] -> logits (B,)."""
@@ -62,17 +64,17 @@ class Generator(nn.Module):
         self, norm: str, image_size: int, channels: int = 3, width: int = 64, code_dim: int = 128
     ):
         super().__init__()
-        L = layers_for(norm)
+        layers = layers_for(norm)
         levels, final_size = dcgan_levels(image_size)
         widths = _widths(width, levels)[::-1]  # top width first
         self.code_dim = code_dim
         self.top_shape = (widths[0], final_size, final_size)
-        self.project = L.linear(code_dim, widths[0] * final_size**2)
+        self.project = layers.linear(code_dim, widths[0] * final_size**2)
         scale_weight_(self.project, 0.01)  # the authors' init for the first layer
-        body = [L.post(widths[0]), L.act(widths[0])]
+        body = [layers.activation_norm(widths[0]), layers.act(widths[0])]
         for cin, cout in zip(widths, widths[1:]):
-            body += [L.conv_t(cin, cout, 4, 2, 1), L.post(cout), L.act(cout)]
-        body += [L.out_conv_t(widths[-1], channels, 4, 2, 1), nn.Sigmoid()]
+            body += [layers.conv_t(cin, cout, 4, 2, 1), layers.activation_norm(cout), layers.act(cout)]
+        body += [layers.affine_conv_t(widths[-1], channels, 4, 2, 1), nn.Sigmoid()]
         self.body = nn.Sequential(*body)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

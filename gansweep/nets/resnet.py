@@ -3,14 +3,17 @@
 Levels of residual blocks; `widths` gives each level's channels, finest first (the
 authors': 64, 128, 256, 384, 512), `blocks` the blocks per level (2).
 
-D block: residual = conv(in->out, kernel = stride + 2, stride, pad 1) post act
-         -> conv(out->out, 3x3) post; shortcut = 2x2 avgpool if stride 2, then a 1x1 conv
-         (post) if the channels change; joined by `add` (WN addition for wn), then act.
-         Each level's first block has stride 2. After the last level: an output conv with
+`norm` is the variant's activation norm (BN for bn, nothing for the others), `act`
+its activation.
+
+D block: residual = conv(in->out, kernel = stride + 2, stride, pad 1) norm act
+         -> conv(out->out, 3x3) norm; shortcut = 2x2 avgpool if stride 2, then a 1x1 conv
+         (norm) if the channels change; joined by `add` (WN addition for wn), then act.
+         Each level's first block has stride 2. After the last level: an affine conv with
          kernel = the remaining map size -> 1 logit.
-G:       output linear(code -> top * s * s, weight x 0.01) -> post -> PReLU, then blocks
-         mirroring D (residual = convT 3x3 post act -> convT(kernel = stride + 2, stride)
-         post; shortcut = 1x1 convT (post) if the channels change, then nearest x2
+G:       affine linear(code -> top * s * s, weight x 0.01) -> norm -> PReLU, then blocks
+         mirroring D (residual = convT 3x3 norm act -> convT(kernel = stride + 2, stride)
+         norm; shortcut = 1x1 convT (norm) if the channels change, then nearest x2
          upsampling if stride 2; `add`, act). A level's last block upsamples; the very last
          block outputs the image channels and ends in a per-channel affine instead of an
          activation, then a sigmoid.
@@ -43,34 +46,34 @@ def resnet_final_size(image_size: int, levels: int) -> int:
 
 
 class DBlock(nn.Module):
-    def __init__(self, L: Layers, cin: int, cout: int, stride: int):
+    def __init__(self, layers: Layers, cin: int, cout: int, stride: int):
         super().__init__()
         self.residual = nn.Sequential(
-            L.conv(cin, cout, stride + 2, stride, 1), L.post(cout), L.act(cout),
-            L.conv(cout, cout, 3, 1, 1), L.post(cout),
+            layers.conv(cin, cout, stride + 2, stride, 1), layers.activation_norm(cout), layers.act(cout),
+            layers.conv(cout, cout, 3, 1, 1), layers.activation_norm(cout),
         )
         shortcut = [nn.AvgPool2d(2)] if stride == 2 else []
         if cin != cout:
-            shortcut += [L.conv(cin, cout, 1), L.post(cout)]
+            shortcut += [layers.conv(cin, cout, 1), layers.activation_norm(cout)]
         self.shortcut = nn.Sequential(*shortcut)
-        self.add, self.act = L.add(cout), L.act(cout)
+        self.add, self.act = layers.add(cout), layers.act(cout)
 
     def forward(self, x):
         return self.act(self.add(self.residual(x), self.shortcut(x)))
 
 
 class GBlock(nn.Module):
-    def __init__(self, L: Layers, cin: int, cout: int, stride: int, last: bool = False):
+    def __init__(self, layers: Layers, cin: int, cout: int, stride: int, last: bool = False):
         super().__init__()
         self.residual = nn.Sequential(
-            L.conv_t(cin, cin, 3, 1, 1), L.post(cin), L.act(cin),
-            L.conv_t(cin, cout, stride + 2, stride, 1), L.post(cout),
+            layers.conv_t(cin, cin, 3, 1, 1), layers.activation_norm(cin), layers.act(cin),
+            layers.conv_t(cin, cout, stride + 2, stride, 1), layers.activation_norm(cout),
         )
-        self.project = nn.Sequential(L.conv_t(cin, cout, 1), L.post(cout)) if cin != cout \
+        self.project = nn.Sequential(layers.conv_t(cin, cout, 1), layers.activation_norm(cout)) if cin != cout \
             else nn.Identity()
         self.stride = stride
-        self.add = L.add(cout)
-        self.act = ChannelAffine(cout) if last else L.act(cout)
+        self.add = layers.add(cout)
+        self.act = ChannelAffine(cout) if last else layers.act(cout)
 
     def forward(self, x):
         shortcut = self.project(x)
@@ -93,11 +96,11 @@ class Discriminator(nn.Module):
     def __init__(self, norm: str, image_size: int, channels: int = 3,
                  widths=(64, 128, 256, 384, 512), blocks: int = 2):
         super().__init__()
-        L = layers_for(norm)
+        layers = layers_for(norm)
         final = resnet_final_size(image_size, len(widths))
-        self.blocks = nn.Sequential(*(DBlock(L, cin, cout, s)
+        self.blocks = nn.Sequential(*(DBlock(layers, cin, cout, s)
                                       for cin, cout, s in _level_plan(widths, blocks, channels)))
-        self.head = L.out_conv(widths[-1], 1, final)  # (B, top, s, s) -> (B, 1, 1, 1)
+        self.head = layers.affine_conv(widths[-1], 1, final)  # (B, top, s, s) -> (B, 1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1] -> logits (B,)."""
@@ -108,16 +111,16 @@ class Generator(nn.Module):
     def __init__(self, norm: str, image_size: int, channels: int = 3,
                  widths=(64, 128, 256, 384, 512), blocks: int = 2, code_dim: int = 128):
         super().__init__()
-        L = layers_for(norm)
+        layers = layers_for(norm)
         final = resnet_final_size(image_size, len(widths))
         self.code_dim = code_dim
         self.top_shape = (widths[-1], final, final)
-        self.project = L.out_linear(code_dim, widths[-1] * final**2)
+        self.project = layers.affine_linear(code_dim, widths[-1] * final**2)
         scale_weight_(self.project, 0.01)  # the authors' init for the first layer
-        self.start = nn.Sequential(L.post(widths[-1]), nn.PReLU(widths[-1], init=0.25))
+        self.start = nn.Sequential(layers.activation_norm(widths[-1]), nn.PReLU(widths[-1], init=0.25))
         # D's plan reversed: each (cin, cout, stride) becomes (cout -> cin), upsampling
         plan = [(cout, cin, s) for cin, cout, s in reversed(_level_plan(widths, blocks, channels))]
-        self.blocks = nn.Sequential(*(GBlock(L, cin, cout, s, last=i == len(plan) - 1)
+        self.blocks = nn.Sequential(*(GBlock(layers, cin, cout, s, last=i == len(plan) - 1)
                                       for i, (cin, cout, s) in enumerate(plan)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

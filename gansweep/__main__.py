@@ -18,7 +18,8 @@ log = logging.getLogger("gansweep")
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     # torch/lightning import after Hydra parses the CLI
-    from gansweep.train import train, write_failure
+    from gansweep.records import write_failure
+    from gansweep.train import train
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:

@@ -67,10 +67,10 @@ class RunningRecon(_EveryN):
     """The paper's running test on the first `n_images` held-out images."""
 
     def __init__(self, every: int, last: int, n_images: int, settings: ReconSettings,
-                 csv_path, best_path):
+                 history: IterationCsv, best_path):
         super().__init__(every, last)
         self.n_images, self.settings = n_images, settings
-        self.csv = IterationCsv(csv_path, ["recon_mse"])
+        self.csv = history  # recon.csv (gansweep.records.recon_history)
         self.best_path = Path(best_path)
         self.best_loss, self.best_iter = math.inf, None
 

@@ -9,7 +9,6 @@ same functions.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
+from gansweep import records
 from gansweep.errors import build
 from gansweep.gan import GAN
 from gansweep.recon import Reconstruction, ReconSettings, reconstruct
@@ -77,10 +77,10 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
     images = heldout_images(run_dir, cfg, n_images)
     rec = reconstruct(generator, images, settings)
     name = f"{path.stem}-n{len(images)}-s{settings.steps}"
-    result = {"checkpoint": str(path), "iteration": iteration, "n_images": len(images),
-              "steps": settings.steps, "lr": settings.lr, "recon_mse": rec.mean}
-    (run_dir / "eval").mkdir(exist_ok=True)
-    (run_dir / "eval" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    result = {**records.identity(cfg), "checkpoint": str(path), "iteration": iteration,
+              "n_images": len(images), "steps": settings.steps, "lr": settings.lr,
+              "recon_mse": rec.mean}
+    records.write_evaluation(run_dir, name, result)
     save_comparison(images, rec, run_dir / "eval" / f"{name}.png")
     return result
 

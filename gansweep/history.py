@@ -44,12 +44,14 @@ class IterationCsv:
         self._file.flush()
 
     def read(self) -> list[dict[str, str]]:
-        """The well-formed rows of the file (none if it does not exist)."""
+        """The well-formed rows of the file (none if it does not exist): a row torn by a
+        kill (missing or empty fields, or extra ones) is left out."""
         if not self.path.exists():
             return []
         with open(self.path, newline="") as f:
             return [r for r in csv.DictReader(f)
-                    if None not in r and None not in r.values() and r["iter"].isdigit()]
+                    if None not in r and all(v not in (None, "") for v in r.values())
+                    and r["iter"].isdigit()]
 
     def close(self) -> None:
         if self._file is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -25,8 +24,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from gansweep import records
 from gansweep.errors import GansweepError
-from gansweep.history import FAILED
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 
@@ -38,21 +37,12 @@ COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running
 
 def read_run(run_dir: Path) -> dict:
     """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
-    summary_path, failure_path = run_dir / "summary.json", run_dir / FAILED
     config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() \
         else {}  # a run that failed before writing it
-    if summary_path.exists():
-        run = json.loads(summary_path.read_text())
-    elif failure_path.exists():  # a sweep's run that raised (gansweep/__main__.py)
-        run = json.loads(failure_path.read_text())
-    else:
-        run = {"status": "unfinished", "norm": config.norm.name, "arch": config.arch.name,
-               "dataset": config.dataset.name, "seed": config.seed}
-    series = []
-    if (run_dir / "recon.csv").exists():
-        with open(run_dir / "recon.csv", newline="") as f:
-            series = [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)
-                      if r.get("iter", "").isdigit()]
+    # a sweep's run that raised has failed.json (gansweep/__main__.py)
+    run = records.read_summary(run_dir) or records.read_failure(run_dir) \
+        or {"status": "unfinished", **records.identity(config)}
+    series = records.recon_series(run_dir)
     return _with_iters_done({**run, "dir": str(run_dir), "series": series,
                              "settings": command_line_settings(run_dir), "config": config})
 
@@ -75,7 +65,7 @@ def collect(sweep_dir: Path) -> list[dict]:
     """Every run under `sweep_dir` (a directory holding a config.yaml, or the failed.json
     of a run that failed before writing one), in name order;
     attempts a run gave up for a restart (`restarts/<k>/`) are part of that run, not runs."""
-    dirs = {p.parent for name in ("config.yaml", FAILED) for p in Path(sweep_dir).rglob(name)
+    dirs = {p.parent for name in ("config.yaml", records.FAILED) for p in Path(sweep_dir).rglob(name)
             if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE}
     return [read_run(d) for d in sorted(dirs)]
 
@@ -244,7 +234,7 @@ class SweepReport(Callback):
                   f"{sweep_dir}")
         except Exception as error:  # a report problem must not hide the sweep's results
             print(f"gansweep: could not write the sweep report for {sweep_dir}: {error}")
-        failed = sorted(sweep_dir.rglob(FAILED))
+        failed = sorted(sweep_dir.rglob(records.FAILED))
         if failed:
             print(f"gansweep: {len(failed)} run(s) of this sweep failed; the reason is in each "
                   f"one's failed.json and log: " + ", ".join(str(p.parent) for p in failed)

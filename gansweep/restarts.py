@@ -14,13 +14,12 @@ is how a run killed during attempt k resumes attempt k, with attempt k's seed.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gansweep.history import write_json
+from gansweep import records
 
 SEED_STRIDE = 1_000_000
 ARCHIVE = "restarts"
@@ -41,7 +40,7 @@ def history(run_dir: Path) -> list[dict]:
     """What each archived attempt was: its seed, where it diverged, where its files are."""
     attempts = []
     for k in range(attempts_archived(run_dir)):
-        summary = json.loads((Path(run_dir) / ARCHIVE / str(k) / "summary.json").read_text())
+        summary = records.read_summary(Path(run_dir) / ARCHIVE / str(k))
         attempts.append({"seed": summary["seed"], "diverged_at": summary["diverged_at"],
                          "dir": f"{ARCHIVE}/{k}"})
     return attempts
@@ -59,7 +58,7 @@ def archive(run_dir: Path, attempt: int, summary: dict) -> Path:
     run_dir = Path(run_dir)
     partial = run_dir / ARCHIVE / f"{attempt}.partial"
     partial.mkdir(parents=True, exist_ok=True)
-    write_json(partial / "summary.json", summary)
+    records.write_summary(partial, summary)
     return complete_archive(run_dir)
 
 

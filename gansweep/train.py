@@ -9,7 +9,6 @@ with `@hydra.main` (see `__main__.py`). Re-running a run directory continues it:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -21,13 +20,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import console, restarts
+from gansweep import console, records, restarts
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.gan import LOSS_COLUMNS
-from gansweep.history import FAILED, write_json
 from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
@@ -41,29 +39,11 @@ if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").removeHandler(handler)
 
 
-def read_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def identity(cfg: DictConfig) -> dict:
-    """What every record of a run (summary, failure) says it is: the compared keys, seed."""
-    return {"norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-            "seed": cfg.seed}
-
-
 def progress(model, recon: RunningRecon) -> dict:
     """How far a run got, and its best running test (None, not inf, when no running test
     came before a divergence: JSON has no inf)."""
     return {"iters_done": model.iteration, "best_iter": recon.best_iter,
             "running_loss": recon.best_loss if recon.best_iter is not None else None}
-
-
-def write_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
-    """`failed.json`: a sweep's run that raised, for the table (removed when it trains)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / FAILED, {"status": "failed", "error": f"{type(error).__name__}: {error}",
-                                  **identity(cfg)})
 
 
 def recon_settings(cfg: DictConfig) -> ReconSettings:
@@ -111,14 +91,14 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     console.quiet()
     run_dir = Path(cfg.run_dir)
     restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
-    done = read_summary(run_dir)
+    done = records.read_summary(run_dir)
     if done and done.get("status") in ("finished", "diverged"):  # both are results
         if rank_zero_only.rank == 0:
             print(f"gansweep: run already {done['status']} at iteration "
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
     validate(cfg)  # bad settings fail here, before anything is built or written
-    (run_dir / FAILED).unlink(missing_ok=True)  # an earlier failure, fixed since
+    records.clear_failure(run_dir)  # an earlier failure, fixed since
     while train_attempt(cfg, run_dir, callbacks) == "restart":
         pass
     return run_dir
@@ -142,12 +122,12 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     ckpt_dir = run_dir / "checkpoints"
     iters = cfg.train.iters
     recon = RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
-                         run_dir / "recon.csv", ckpt_dir / "best.ckpt")
+                         records.recon_history(run_dir), ckpt_dir / "best.ckpt")
     last = IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters)
     callbacks = [
         recon,
         SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
-        LossHistory(run_dir / "train.csv", LOSS_COLUMNS, cfg.train.log_every),
+        LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every),
         *callbacks,
         last,  # last: a checkpoint at iteration k then holds all of k's work
     ]
@@ -189,7 +169,7 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
 def attempt_summary(cfg: DictConfig, model, recon: RunningRecon) -> dict:
     """What an attempt given up for a restart reached (no final test: it is not a result)."""
     return {"status": "diverged", "restarted": True, "diverged_at": model.diverged_at,
-            **identity(cfg), **progress(model, recon)}
+            **records.identity(cfg), **progress(model, recon)}
 
 
 def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, trainer) -> dict:
@@ -202,12 +182,12 @@ def finish(cfg: DictConfig, run_dir: Path, data, model, recon: RunningRecon, tra
     summary = {
         "status": "diverged" if diverged else "finished",
         "diverged_at": model.diverged_at,
-        **identity(cfg), **progress(model, recon),
+        **records.identity(cfg), **progress(model, recon),
         "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
         **final,
         "restarts": restarts.history(run_dir),  # earlier attempts that diverged early
     }
-    write_json(run_dir / "summary.json", summary)
+    records.write_summary(run_dir, summary)
     if diverged:
         best = (f"best running reconstruction error {recon.best_loss:.6f} at iteration "
                 f"{recon.best_iter}" if recon.best_iter is not None else "no running test before it")

@@ -133,10 +133,11 @@ def test_out_of_memory_for_a_single_image_is_raised():
 
 
 def test_the_running_test_starts_from_the_chunk_that_fitted(images, tmp_path):
+    from gansweep import records
     from gansweep.callbacks import RunningRecon
 
     recon = RunningRecon(1, 1, len(images), ReconSettings(steps=3, chunk_size=64),
-                         tmp_path / "recon.csv", tmp_path / "best.ckpt")
+                         records.recon_history(tmp_path), tmp_path / "best.ckpt")
     recon.images = images
     small = SmallDevice(make_generator(), capacity=25)
     recon._test(small)

@@ -144,3 +144,14 @@ def test_the_table_from_a_wandb_project_matches_the_one_from_files(sweep, tmp_pa
     # the same finished runs give the same rows (the files also know the unfinished one)
     assert from_wandb.splitlines()[2] == from_files.splitlines()[2]  # vanilla
     assert (tmp_path / "wb" / "recon.png").exists()
+
+
+def test_a_torn_recon_row_is_left_out_by_the_report_as_by_the_resuming_writer(tmp_path):
+    from gansweep import records
+
+    (tmp_path / "recon.csv").write_text("iter,recon_mse\n3,0.5\n6,0.25\n9,0.1")
+    with open(tmp_path / "recon.csv", "a") as f:
+        f.write("\n12,")  # a kill in the middle of a row
+    kept = records.recon_series(tmp_path)
+    assert kept == [(3, 0.5), (6, 0.25), (9, 0.1)]
+    assert [int(r["iter"]) for r in records.recon_history(tmp_path).read()] == [3, 6, 9]

@@ -202,7 +202,7 @@ def test_a_diverged_run_shows_in_the_report(make_cfg, tmp_path):
 
 
 def test_a_run_that_trains_drops_the_failure_an_earlier_attempt_left(make_cfg):
-    from gansweep.train import write_failure
+    from gansweep.records import write_failure
 
     cfg = make_cfg()
     write_failure(Path(cfg.run_dir), cfg, ValueError("out of memory"))

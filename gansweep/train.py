@@ -65,6 +65,14 @@ def distributed(trainer_cfg: DictConfig) -> dict:
     return extra
 
 
+def networks_built(hyper_parameters: dict) -> dict:
+    """What G and D are built from: their configs, the norm and the image shape (not
+    arch.lr or other keys of the arch group, which do not change the networks)."""
+    arch = hyper_parameters.get("arch") or {}
+    return {"arch": {net: arch.get(net) for net in ("generator", "discriminator")},
+            **{k: hyper_parameters.get(k) for k in ("norm", "image_size", "channels")}}
+
+
 def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
     """A run directory's checkpoint must be of the networks this config builds; otherwise
     say so, instead of a state_dict size mismatch from deep inside torch."""
@@ -73,9 +81,9 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
     # mmap: only the small hyperparameters are read here; fit() loads the weights later
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False,
                        mmap=True)["hyper_parameters"]
-    keys = ("arch", "norm", "image_size", "channels")
-    wanted = OmegaConf.to_container(model_cfg, resolve=True)
-    differs = [k for k in keys if saved.get(k) != wanted[k]]
+    saved, wanted = networks_built(saved), networks_built(
+        OmegaConf.to_container(model_cfg, resolve=True))
+    differs = [k for k in wanted if saved[k] != wanted[k]]
     if differs:
         def describe(values: dict) -> str:
             return ", ".join(f"{k}={values.get(k)!r}" for k in differs)

@@ -18,10 +18,27 @@ POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
 NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed",
                 "train.restart_on_early_divergence", "train.max_restarts"]
 
+# Keys that conf/config.yaml wires from a setting (the objects Hydra instantiates need
+# them), -> that setting: its one name. Overriding the wiring instead would change one use
+# of the setting but not the others, or not the run's name.
+WIRED_FROM = {
+    "data.name": "dataset.name", "data.holdout": "dataset.holdout",
+    "data.split_seed": "dataset.split_seed", "data.num_workers": "dataset.num_workers",
+    "data.in_memory": "dataset.in_memory", "data.cache": "dataset.cache",
+    "data.batch_size": "train.batch_size", "data.iters": "train.iters", "data.seed": "seed",
+    "model.norm": "norm.name", "model.image_size": "dataset.image_size",
+    "model.channels": "dataset.channels", "model.seed": "seed", "model.compile": "train.compile",
+    "train.optimizer.lr": "train.lr",
+    "arch.generator.widths": "arch.widths", "arch.discriminator.widths": "arch.widths",
+    "arch.generator.blocks": "arch.blocks", "arch.discriminator.blocks": "arch.blocks",
+}
+_ABSENT = object()
+
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
 def validate(cfg: DictConfig) -> None:
+    _check_one_name_per_setting(cfg)
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
@@ -49,6 +66,20 @@ def validate(cfg: DictConfig) -> None:
                           f"eagerly (train.compile=null)")
     _check_distributed(cfg)
     _check_networks(cfg)
+
+
+def _check_one_name_per_setting(cfg: DictConfig) -> None:
+    for wiring, setting in WIRED_FROM.items():
+        used = OmegaConf.select(cfg, wiring, default=_ABSENT)
+        named = OmegaConf.select(cfg, setting, default=_ABSENT)
+        if _ABSENT not in (used, named) and used != named:
+            raise ConfigError(f"{wiring}={_plain(used)!r} differs from {setting}="
+                              f"{_plain(named)!r}: {wiring} is wired from {setting}, the "
+                              f"setting's one name; override {setting} instead")
+
+
+def _plain(value):
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def process_count(trainer: DictConfig) -> int:

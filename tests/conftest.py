@@ -39,7 +39,7 @@ TINY_RUN = [
 TINY_NETS = {
     "dcgan": ["arch.generator.width=8", "arch.discriminator.width=8",
               "arch.generator.code_dim=16"],
-    "resnet": ["arch.generator.widths=[8,16]", "arch.generator.blocks=1",
+    "resnet": ["arch.widths=[8,16]", "arch.blocks=1",
                "arch.generator.code_dim=16"],
 }
 TINY = TINY_RUN + TINY_NETS["dcgan"]

@@ -36,3 +36,17 @@ def test_settings_that_never_change_results_are_left_out_of_run_names_and_rows()
     excluded = composed(hydra=True).hydra.job.config.override_dirname.exclude_keys
     missing = [key for key in NEVER_CHANGE_RESULTS if key not in excluded]
     assert not missing, f"documented as never changing results, yet split runs: {missing}"
+
+
+@pytest.mark.parametrize("override, name", [
+    ("data.num_workers=3", "dataset.num_workers"), ("data.batch_size=8", "train.batch_size"),
+    ("model.image_size=16", "dataset.image_size"), ("train.optimizer.lr=0.1", "train.lr"),
+    ("arch.generator.widths=[8,16]", "arch.widths"),
+])
+def test_overriding_the_wiring_of_a_setting_names_the_setting(override, name):
+    from gansweep.errors import GansweepError
+    from gansweep.validate import validate
+
+    with pytest.raises(GansweepError, match=f"override {name} instead"):
+        validate(composed("arch=resnet", override))
+    validate(composed("arch=resnet"))  # the wiring as conf/ has it is consistent

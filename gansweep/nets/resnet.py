@@ -40,7 +40,7 @@ def resnet_final_size(image_size: int, levels: int) -> int:
         raise ValueError(
             f"the ResNet halves the image {levels} times (one per entry of arch widths), so "
             f"the image size must be a multiple of {2**levels}; got {image_size} px. Use fewer "
-            f"levels (arch.generator.widths / arch.discriminator.widths) or another image size."
+            f"levels (arch.widths) or another image size."
         )
     return image_size // 2**levels
 

@@ -37,18 +37,28 @@ REFUSALS = [
      "({gpus_per_node}), cpus_per_task ({cpus_per_task}), mem_gb ({mem_gb}) or nodes "
      "({nodes})"),
 ]
-# hydra.launcher key -> sbatch option, as submitit writes them
-OPTIONS = {"partition": "partition", "account": "account", "qos": "qos",
-           "gpus_per_node": "gpus-per-node", "nodes": "nodes",
-           "tasks_per_node": "ntasks-per-node", "cpus_per_task": "cpus-per-task",
-           "timeout_min": "time"}
+# hydra.launcher keys that become sbatch options of their own name ("_" -> "-"), and those
+# submitit renames; the others (array_parallelism, setup, signal_delay_s, ...) do not
+# decide whether SLURM accepts a job
+SAME_NAME = ["partition", "account", "qos", "comment", "constraint", "exclude", "gres",
+             "nodes", "cpus_per_task", "cpus_per_gpu", "gpus_per_node", "gpus_per_task",
+             "mem_per_gpu", "mem_per_cpu"]
+RENAMED = {"tasks_per_node": "ntasks-per-node", "timeout_min": "time"}
+
+
+def _flag(key: str, value) -> str:
+    """As submitit writes an sbatch option: underscores become dashes, True a bare flag."""
+    key = key.replace("_", "-")
+    return f"--{key}" if value is True else f"--{key}={value}"
 
 
 def sbatch_options(launcher: dict) -> list[str]:
-    options = [f"--{OPTIONS[k]}={v}" for k, v in launcher.items() if k in OPTIONS and v]
+    """The sbatch options of one job of this launcher config."""
+    options = [_flag(k, launcher[k]) for k in SAME_NAME if launcher.get(k)]
+    options += [_flag(RENAMED[k], launcher[k]) for k in RENAMED if launcher.get(k)]
     if launcher.get("mem_gb"):
         options.append(f"--mem={launcher['mem_gb']}GB")
-    options += [f"--{k}={v}" for k, v in (launcher.get("additional_parameters") or {}).items()]
+    options += [_flag(k, v) for k, v in (launcher.get("additional_parameters") or {}).items()]
     return options
 
 

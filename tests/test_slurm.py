@@ -252,3 +252,15 @@ def test_each_refusal_names_its_setting():
     ]:
         line = explain(error, settings)
         assert setting in line and "\n" not in line, line
+
+
+def test_the_test_submission_asks_for_what_submitit_will():
+    from gansweep.launcher import sbatch_options
+
+    options = sbatch_options({
+        "partition": "gpu", "gpus_per_node": 4, "tasks_per_node": 4, "cpus_per_task": 8,
+        "mem_gb": 64, "timeout_min": 1440, "gres": None, "array_parallelism": 64,
+        "additional_parameters": {"mail_type": "END", "exclusive": True}})
+    assert sorted(options) == sorted([
+        "--partition=gpu", "--gpus-per-node=4", "--ntasks-per-node=4", "--cpus-per-task=8",
+        "--mem=64GB", "--time=1440", "--mail-type=END", "--exclusive"])

@@ -1,17 +1,17 @@
 """A run's records: what the run is, how it ended, and its running test's history.
 
-Training writes them, and the report, the restarts and `__main__` read them, all through
-this module, so that each file has one writer and one reader:
+Training, `__main__`, the restarts and the evaluator write them and the report reads them,
+all through this module, so that each file is written and read one way:
 
 | file | what |
 |---|---|
-| `summary.json` | a run that ended as a result (finished or diverged): identity, progress, final test |
+| `summary.json` | a run that ended as a result (finished or diverged), with its final test |
 | `failed.json` | a sweep's run that raised, for the table (removed when the run trains again) |
 | `recon.csv` | the running test, one row per evaluation (`history.IterationCsv`) |
 | `train.csv` | the losses, one row per iteration (`history.IterationCsv`) |
 | `eval/<name>.json` | a re-evaluation of one checkpoint (`gansweep.evaluate`) |
 
-Every JSON record starts with the run's identity: norm, arch, data set and seed.
+Every JSON record carries the run's identity: norm, arch, data set and seed.
 """
 
 from __future__ import annotations

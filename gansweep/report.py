@@ -65,7 +65,8 @@ def collect(sweep_dir: Path) -> list[dict]:
     """Every run under `sweep_dir` (a directory holding a config.yaml, or the failed.json
     of a run that failed before writing one), in name order;
     attempts a run gave up for a restart (`restarts/<k>/`) are part of that run, not runs."""
-    dirs = {p.parent for name in ("config.yaml", records.FAILED) for p in Path(sweep_dir).rglob(name)
+    dirs = {p.parent for name in ("config.yaml", records.FAILED)
+            for p in Path(sweep_dir).rglob(name)
             if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE}
     return [read_run(d) for d in sorted(dirs)]
 

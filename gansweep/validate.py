@@ -13,8 +13,8 @@ class ConfigError(GansweepError):
 
 
 POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
-            "train.sample_every", "train.log_every", "recon.every", "recon.n_images", "recon.lr", "final.n_images",
-            "final.lr", "dataset.image_size", "dataset.holdout"]
+            "train.sample_every", "train.log_every", "recon.every", "recon.n_images",
+            "recon.lr", "final.n_images", "final.lr", "dataset.image_size", "dataset.holdout"]
 NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed",
                 "train.restart_on_early_divergence", "train.max_restarts"]
 

@@ -5,9 +5,9 @@ preprocessed as in the paper: center crop, resize the short side, center crop
 (`paper_transform`), and carries a `fingerprint` (size + a hash of its contents' names or
 bytes) that ties the saved split to this exact data, its `preprocessing` settings and, where
 the fingerprint hashes names only, its `source_files` (the decoded-image cache,
-`gansweep.data.decoded`, checks their sizes and times to notice changed bytes). Missing data raises `DataNotFound`
-naming the data set, the path looked at, the layout expected and where to get it; an image
-that cannot be decoded raises `BadImage` naming the file.
+`gansweep.data.decoded`, checks their sizes and times to notice changed bytes). Missing
+data raises `DataNotFound` naming the data set, the path looked at, the layout expected
+and where to get it; an image that cannot be decoded raises `BadImage` naming the file.
 
 | name         | on disk under `root`                                  | torchvision class |
 |--------------|-------------------------------------------------------|-------------------|

@@ -48,11 +48,14 @@ class Discriminator(nn.Module):
         layers = layers_for(norm)
         levels, final_size = dcgan_levels(image_size)
         widths = _widths(width, levels)
-        body = [layers.conv(channels, widths[0], 4, 2, 1, norm_follows=False), layers.act(widths[0])]
+        body = [layers.conv(channels, widths[0], 4, 2, 1, norm_follows=False),
+                layers.act(widths[0])]
         for cin, cout in zip(widths, widths[1:]):
-            body += [layers.conv(cin, cout, 4, 2, 1), layers.activation_norm(cout), layers.act(cout)]
+            body += [layers.conv(cin, cout, 4, 2, 1), layers.activation_norm(cout),
+                     layers.act(cout)]
         self.body = nn.Sequential(*body)
-        self.head = layers.affine_conv(widths[-1], 1, final_size)  # (B, top, s, s) -> (B, 1, 1, 1)
+        # (B, top, s, s) -> (B, 1, 1, 1)
+        self.head = layers.affine_conv(widths[-1], 1, final_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1] -> logits (B,)."""
@@ -73,7 +76,8 @@ class Generator(nn.Module):
         scale_weight_(self.project, 0.01)  # the authors' init for the first layer
         body = [layers.activation_norm(widths[0]), layers.act(widths[0])]
         for cin, cout in zip(widths, widths[1:]):
-            body += [layers.conv_t(cin, cout, 4, 2, 1), layers.activation_norm(cout), layers.act(cout)]
+            body += [layers.conv_t(cin, cout, 4, 2, 1), layers.activation_norm(cout),
+                     layers.act(cout)]
         body += [layers.affine_conv_t(widths[-1], channels, 4, 2, 1), nn.Sigmoid()]
         self.body = nn.Sequential(*body)
 

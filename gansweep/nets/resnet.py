@@ -49,7 +49,8 @@ class DBlock(nn.Module):
     def __init__(self, layers: Layers, cin: int, cout: int, stride: int):
         super().__init__()
         self.residual = nn.Sequential(
-            layers.conv(cin, cout, stride + 2, stride, 1), layers.activation_norm(cout), layers.act(cout),
+            layers.conv(cin, cout, stride + 2, stride, 1), layers.activation_norm(cout),
+            layers.act(cout),
             layers.conv(cout, cout, 3, 1, 1), layers.activation_norm(cout),
         )
         shortcut = [nn.AvgPool2d(2)] if stride == 2 else []
@@ -69,8 +70,8 @@ class GBlock(nn.Module):
             layers.conv_t(cin, cin, 3, 1, 1), layers.activation_norm(cin), layers.act(cin),
             layers.conv_t(cin, cout, stride + 2, stride, 1), layers.activation_norm(cout),
         )
-        self.project = nn.Sequential(layers.conv_t(cin, cout, 1), layers.activation_norm(cout)) if cin != cout \
-            else nn.Identity()
+        self.project = nn.Identity() if cin == cout else \
+            nn.Sequential(layers.conv_t(cin, cout, 1), layers.activation_norm(cout))
         self.stride = stride
         self.add = layers.add(cout)
         self.act = ChannelAffine(cout) if last else layers.act(cout)
@@ -117,7 +118,8 @@ class Generator(nn.Module):
         self.top_shape = (widths[-1], final, final)
         self.project = layers.affine_linear(code_dim, widths[-1] * final**2)
         scale_weight_(self.project, 0.01)  # the authors' init for the first layer
-        self.start = nn.Sequential(layers.activation_norm(widths[-1]), nn.PReLU(widths[-1], init=0.25))
+        self.start = nn.Sequential(layers.activation_norm(widths[-1]),
+                                   nn.PReLU(widths[-1], init=0.25))
         # D's plan reversed: each (cin, cout, stride) becomes (cout -> cin), upsampling
         plan = [(cout, cin, s) for cin, cout, s in reversed(_level_plan(widths, blocks, channels))]
         self.blocks = nn.Sequential(*(GBlock(layers, cin, cout, s, last=i == len(plan) - 1)

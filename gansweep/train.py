@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -124,36 +125,16 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    data = build(cfg.data)  # data errors surface here, before any training
-    shutil.copyfile(data.split_path, run_dir / "split.json")  # the run keeps its own copy
-    model = instantiate(cfg.model)
-    ckpt_dir = run_dir / "checkpoints"
-    iters = cfg.train.iters
-    recon = RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
-                         records.recon_history(run_dir), ckpt_dir / "best.ckpt")
-    last = IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters)
-    callbacks = [
-        recon,
-        SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
-        LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every),
-        *callbacks,
-        last,  # last: a checkpoint at iteration k then holds all of k's work
-    ]
-    preemption = RequeueOnSignal(last.path, submitit_signal(), cfg.train.log_every)
-    callbacks.append(preemption)  # after `last`: at iteration k both write k's state
-    if cfg.trainer.enable_progress_bar:
-        callbacks.append(IterationProgressBar())
-    logger = wandb_logger(cfg, run_dir)
-    extra = {"logger": logger} if logger else {}  # else trainer.logger from the config
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir,
-                          **extra, **distributed(cfg.trainer))
+    run = build_run(cfg, run_dir, callbacks)
+    model, preemption, logger, trainer = run.model, run.preemption, run.logger, run.trainer
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=last.path if last.path.exists() else None)
+        resume_from = run.last.path if run.last.path.exists() else None
+        trainer.fit(model, datamodule=run.data, ckpt_path=resume_from)
         # every rank sees the same divergence (losses are averaged over ranks first)
         restart = restarts.wanted(cfg.train, model.diverged_at, attempt)
         if trainer.is_global_zero and preemption.preempted_at is None:
-            summary = (attempt_summary(cfg, model, recon) if restart
-                       else finish(cfg, run_dir, data, model, recon, trainer))
+            summary = (attempt_summary(cfg, model, run.recon) if restart
+                       else finish(cfg, run_dir, run.data, model, run.recon, trainer))
             if logger:
                 logger.experiment.summary.update(summary)
     finally:
@@ -172,6 +153,48 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
         trainer.strategy.barrier("restart")  # the others start once the directory is clear
         return "restart"
     return "done"
+
+
+@dataclass
+class Run:
+    """What one attempt of a run is made of, as `build_run` wires it from the config."""
+    data: L.LightningDataModule
+    model: L.LightningModule
+    recon: RunningRecon
+    samples: SampleGrids
+    losses: LossHistory
+    last: IterationCheckpoint
+    preemption: RequeueOnSignal
+    logger: object
+    trainer: L.Trainer
+
+
+def build_run(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback] = ()) -> Run:
+    """Data, model, callbacks, W&B and trainer of a run, from `cfg` (nothing trained yet)."""
+    data = build(cfg.data)  # data errors surface here, before any training
+    shutil.copyfile(data.split_path, run_dir / "split.json")  # the run keeps its own copy
+    model = instantiate(cfg.model)
+    ckpt_dir = run_dir / "checkpoints"
+    iters = cfg.train.iters
+    recon = RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
+                         records.recon_history(run_dir), ckpt_dir / "best.ckpt")
+    last = IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters)
+    samples = SampleGrids(run_dir / "samples", cfg.train.sample_every, iters)
+    losses = LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every)
+    callbacks = [
+        recon, samples, losses,
+        *callbacks,
+        last,  # last: a checkpoint at iteration k then holds all of k's work
+    ]
+    preemption = RequeueOnSignal(last.path, submitit_signal(), cfg.train.log_every)
+    callbacks.append(preemption)  # after `last`: at iteration k both write k's state
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(IterationProgressBar())
+    logger = wandb_logger(cfg, run_dir)
+    extra = {"logger": logger} if logger else {}  # else trainer.logger from the config
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir,
+                          **extra, **distributed(cfg.trainer))
+    return Run(data, model, recon, samples, losses, last, preemption, logger, trainer)
 
 
 def attempt_summary(cfg: DictConfig, model, recon: RunningRecon) -> dict:

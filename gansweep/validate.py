@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields, is_dataclass
+from typing import get_args, get_type_hints
+
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
+from gansweep.settings import Dataset, Settings
 
 
 class ConfigError(GansweepError):
     pass
 
-
-POSITIVE = ["train.iters", "train.batch_size", "train.lr", "train.ckpt_every",
-            "train.sample_every", "train.log_every", "recon.every", "recon.n_images",
-            "recon.lr", "final.n_images", "final.lr", "dataset.image_size", "dataset.holdout"]
-NON_NEGATIVE = ["recon.steps", "final.steps", "seed", "dataset.split_seed",
-                "train.restart_on_early_divergence", "train.max_restarts"]
 
 # Keys that conf/config.yaml wires from a setting (the objects Hydra instantiates need
 # them), -> that setting: its one name. Overriding the wiring instead would change one use
@@ -34,19 +32,11 @@ WIRED_FROM = {
 }
 _ABSENT = object()
 
-COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-
 
 def validate(cfg: DictConfig) -> None:
+    _check_declared(cfg.dataset, Dataset, "dataset.")
+    _check_declared(cfg, Settings)
     _check_one_name_per_setting(cfg)
-    for key in POSITIVE:
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key}={value!r}: must be a positive number")
-    for key in NON_NEGATIVE:
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{key}={value!r}: must be a whole number >= 0")
     holdout = cfg.dataset.holdout
     for key in ("recon.n_images", "final.n_images"):
         if OmegaConf.select(cfg, key) > holdout:
@@ -54,10 +44,7 @@ def validate(cfg: DictConfig) -> None:
                 f"{key}={OmegaConf.select(cfg, key)} is larger than the held-out set "
                 f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
                 f"makes a new split, so results are not comparable with the old one)")
-    compile_mode = OmegaConf.select(cfg, "train.compile")
-    if compile_mode is not None and compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"train.compile={compile_mode!r}: must be null (eager) or one of "
-                          f"torch.compile's modes: {', '.join(COMPILE_MODES)}")
+    compile_mode = cfg.train.compile
     if compile_mode is not None and cfg.norm.name == "sn":
         # torch.compile keeps spectral norm's power-iteration vectors, which each forward
         # updates in place, for the backward instead of copies (the ResNet's D step fails)
@@ -66,6 +53,51 @@ def validate(cfg: DictConfig) -> None:
                           f"eagerly (train.compile=null)")
     _check_distributed(cfg)
     _check_networks(cfg)
+
+
+def _check_declared(node: DictConfig, schema: type, prefix: str = "") -> None:
+    """Every setting `schema` declares (gansweep/settings.py) against its type and range."""
+    kinds = get_type_hints(schema)
+    for spec in fields(schema):
+        key = prefix + spec.name
+        if spec.name not in node:
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise ConfigError(f"{key} is not set: gansweep/settings.py ({schema.__name__}) "
+                                  f"declares it without a default, so the config must set it")
+            continue
+        value, kind = node[spec.name], kinds[spec.name]
+        if is_dataclass(kind):
+            _check_declared(value, kind, key + ".")
+        else:
+            _check_value(key, _plain(value), kind, spec.metadata)
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_value(key: str, value, kind, declared) -> None:
+    optional = type(None) in get_args(kind)
+    if optional:
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if "choices" in declared and value not in declared["choices"]:
+        names = ", ".join("null" if choice is None else choice for choice in declared["choices"])
+        raise ConfigError(f"{key}={value!r}: must be one of {names}")
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{key}=null: must be {_KIND_NAMES.get(kind, 'set')}")
+    if kind in _KIND_NAMES and not _is_a(value, kind):
+        raise ConfigError(f"{key}={value!r}: must be {_KIND_NAMES[kind]}")
+    if declared.get("range") == "positive" and value <= 0:
+        raise ConfigError(f"{key}={value!r}: must be a positive number")
+    if declared.get("range") == "non_negative" and value < 0:
+        raise ConfigError(f"{key}={value!r}: must be a whole number >= 0")
+
+
+def _is_a(value, kind) -> bool:
+    if isinstance(value, bool):
+        return kind is bool  # a bool is an int to Python, never to a config
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 def _check_one_name_per_setting(cfg: DictConfig) -> None:

@@ -1,10 +1,14 @@
 """Settings reach what they name, and those that never change results never split runs."""
 
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
 
-from conftest import ARCHS
+from conftest import ARCHS, DATASETS, NORMS
 
 # What the README and conf/ document as never changing a run's results
 NEVER_CHANGE_RESULTS = [
@@ -50,3 +54,219 @@ def test_overriding_the_wiring_of_a_setting_names_the_setting(override, name):
     with pytest.raises(GansweepError, match=f"override {name} instead"):
         validate(composed("arch=resnet", override))
     validate(composed("arch=resnet"))  # the wiring as conf/ has it is consistent
+
+
+# --- Every documented setting reaches what it names -------------------------------------
+# A setting is documented when conf/ (with gansweep/settings.py) composes it for some option
+# of the norm, arch and dataset groups. Wiring (data.*, model.*, dataset.source.*, the
+# WIRED_FROM keys, _target_ and friends) is not a setting: overriding it is refused.
+
+def documented_settings() -> set[str]:
+    from gansweep.validate import WIRED_FROM
+
+    keys = set()
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif not key.startswith("_"):
+                keys.add(prefix + key)
+
+    for group, options in (("norm", NORMS), ("arch", ARCHS), ("dataset", DATASETS)):
+        for option in options:
+            walk(OmegaConf.to_container(composed(f"{group}={option}")), "")
+    return {key for key in keys if not key.startswith(("data.", "model.", "dataset.source."))
+            and key not in WIRED_FROM}
+
+
+def optimiser_defaults(built, name):
+    return [opt.defaults[name] for opt in built.model.configure_optimizers()]
+
+
+def modules(net, kind):
+    return [m for m in net.modules() if isinstance(m, kind)]
+
+
+def resnet_widths(net, kind, channels=3):
+    """A ResNet's level widths, finest first, read off its convolutions."""
+    outs = dict.fromkeys(m.out_channels for m in modules(net.blocks, kind))
+    widths = [c for c in outs if c != channels]
+    return widths if kind is nn.Conv2d else widths[::-1]
+
+
+def restarts_allowed(built):
+    from gansweep import restarts
+
+    return [sum(restarts.wanted(built.cfg.train, 0, attempt) for attempt in range(50))]
+
+
+def latest_restart_iteration(built):
+    from gansweep import restarts
+
+    return [max(i for i in range(50) if restarts.wanted(built.cfg.train, i, 0))]
+
+
+ELSEWHERE = "a directory of its own"  # the test gives it one under tmp_path
+CELEBA = ["dataset=celeba", "dataset.holdout=16", "dataset.cache=false"]
+MNIST = ["dataset=mnist", "dataset.holdout=16"]
+RESNET = ["arch=resnet", "norm=vanilla"]
+OFFLINE = ["wandb.mode=offline"]
+
+# setting -> (value, what the run's built objects show, overrides it needs)
+REACHES = {
+    "seed": (7, lambda b: [b.data.seed, b.model.hparams.seed], []),
+    "run_dir": (ELSEWHERE, lambda b: [b.last.path.parent.parent], []),
+    "train.iters": (7, lambda b: [b.data.iters, b.recon.last, b.last.last, b.samples.last], []),
+    "train.batch_size": (8, lambda b: [b.data.batch_size], []),
+    "train.lr": (0.003, lambda b: optimiser_defaults(b, "lr"), []),
+    "arch.lr": (0.003, lambda b: optimiser_defaults(b, "lr"), []),
+    "train.optimizer.alpha": (0.8, lambda b: optimiser_defaults(b, "alpha"), []),
+    "train.optimizer.eps": (1e-7, lambda b: optimiser_defaults(b, "eps"), []),
+    "train.ckpt_every": (4, lambda b: [b.last.every], []),
+    "train.sample_every": (4, lambda b: [b.samples.every], []),
+    "train.log_every": (4, lambda b: [b.losses.every, b.preemption.every], []),
+    "train.compile": ("default", lambda b: [b.model.compile_mode], []),
+    "train.restart_on_early_divergence": (5, latest_restart_iteration, []),
+    "train.max_restarts": (2, restarts_allowed, []),
+    "recon.every": (4, lambda b: [b.recon.every], []),
+    "recon.n_images": (7, lambda b: [b.recon.n_images], []),
+    "recon.steps": (4, lambda b: [b.recon.settings.steps], []),
+    "recon.lr": (0.02, lambda b: [b.recon.settings.lr], []),
+    "recon.chunk_size": (5, lambda b: [b.recon.settings.chunk_size], []),
+    # the final test runs when training ends (gansweep.train.final_test)
+    "final.n_images": (12, lambda b: [b.final_summary()["final_n_images"]], []),
+    "final.steps": (3, lambda b: [b.final.steps], []),
+    "final.lr": (0.02, lambda b: [b.final.lr], []),
+    "final.chunk_size": (5, lambda b: [b.final.chunk_size], []),
+    "dataset.image_size": (16, lambda b: [b.model.hparams.image_size,
+                                          b.data.dataset[0][0].shape[-1]], []),
+    "dataset.channels": (1, lambda b: [b.model.hparams.channels,
+                                       b.data.dataset[0][0].shape[0]], []),
+    "dataset.holdout": (50, lambda b: [len(b.data.split.heldout)], []),
+    "dataset.split_seed": (3, lambda b: [b.data.split.seed], []),
+    "dataset.num_workers": (1, lambda b: [b.data.num_workers], []),
+    "dataset.in_memory": (True, lambda b: [type(b.data.dataset).__name__ == "DecodedImages"],
+                          []),
+    "dataset.cache": (True, lambda b: [b.data.dataset.path is not None], CELEBA),
+    "dataset.name": ("digits_b", lambda b: [b.data.name, b.identity["dataset"]], []),
+    "dataset.root": (ELSEWHERE, lambda b: [Path(b.data_source.root)], CELEBA),
+    "dataset.crop": (100, lambda b: [b.data_source.transform.transforms[0].size[0]], CELEBA),
+    # torchvision asks for the download (the network itself is not reachable here)
+    "dataset.download": (True, lambda b: b.downloads[:1] or [False], MNIST),
+    "paths.data_root": (ELSEWHERE, lambda b: [Path(b.data_source.root).parent], CELEBA),
+    "paths.cache_dir": (ELSEWHERE, lambda b: [Path(b.data.dataset.path).parents[1]],
+                        [*CELEBA, "dataset.cache=true"]),
+    "paths.split_dir": (ELSEWHERE, lambda b: [b.data.split_path.parent], []),
+    "paths.output_dir": (ELSEWHERE, lambda b: [b.data.split_path.parent.parent], []),
+    "norm.name": ("bn", lambda b: [b.model.hparams.norm, "bn" if modules(
+        b.model.generator, nn.BatchNorm2d) else "not bn"], []),
+    "arch.name": ("dcgan_b", lambda b: [b.identity["arch"]], []),  # a label, as W&B shows it
+    "arch.generator.width": (16, lambda b: [modules(b.model.generator,
+                                                    nn.ConvTranspose2d)[-1].in_channels],
+                             ["norm=vanilla"]),
+    "arch.discriminator.width": (16, lambda b: [modules(b.model.discriminator,
+                                                        nn.Conv2d)[0].out_channels],
+                                 ["norm=vanilla"]),
+    "arch.generator.code_dim": (20, lambda b: [b.model.generator.code_dim,
+                                               b.model.generator.project.in_features],
+                                ["norm=vanilla"]),
+    "arch.widths": ([8, 16, 24], lambda b: [resnet_widths(b.model.discriminator, nn.Conv2d),
+                                            resnet_widths(b.model.generator,
+                                                          nn.ConvTranspose2d)], RESNET),
+    "arch.blocks": (2, lambda b: [len(b.model.discriminator.blocks) // 2,
+                                  len(b.model.generator.blocks) // 2], RESNET),
+    "wandb.mode": ("offline", lambda b: ["offline" if b.logger._offline else "online"], []),
+    "wandb.project": ("p_b", lambda b: [b.logger._wandb_init["project"]], OFFLINE),
+    "wandb.entity": ("team_b", lambda b: [b.logger._wandb_init["entity"]], OFFLINE),
+    "wandb.group": ("group_b", lambda b: [b.logger._wandb_init["group"]], OFFLINE),
+    "trainer.accelerator": ("cpu", lambda b: [type(b.trainer.accelerator).__name__[:3].lower()],
+                            []),
+    "trainer.devices": (2, lambda b: [b.trainer.num_devices], []),
+    "trainer.num_nodes": (2, lambda b: [b.trainer.num_nodes], []),
+    "trainer.strategy": ("ddp", lambda b: [type(b.trainer.strategy).__name__[:3].lower()], []),
+    "trainer.sync_batchnorm": (
+        True, lambda b: [b.trainer._accelerator_connector._layer_sync is not None], []),
+    "trainer.deterministic": (False, lambda b: [b.deterministic], []),
+    "trainer.max_epochs": (2, lambda b: [b.trainer.max_epochs], []),
+    "trainer.enable_progress_bar": (True, lambda b: [b.trainer.progress_bar_callback is not None],
+                                    []),
+    "trainer.enable_checkpointing": (True, lambda b: [b.trainer.checkpoint_callback is not None],
+                                     []),
+    "trainer.enable_model_summary": (True, lambda b: [any("ModelSummary" in type(c).__name__
+                                                          for c in b.trainer.callbacks)], []),
+    # with W&B on, W&B is the logger (gansweep/tracking.py) and this one is not used
+    "trainer.logger": (True, lambda b: [b.trainer.logger is not None], []),
+    "trainer.log_every_n_steps": (5, lambda b: [b.trainer.log_every_n_steps], []),
+    "trainer.num_sanity_val_steps": (2, lambda b: [b.trainer.num_sanity_val_steps], []),
+    "trainer.use_distributed_sampler": (
+        True, lambda b: [b.trainer._accelerator_connector.use_distributed_sampler], []),
+}
+
+
+def test_every_documented_setting_has_a_check_of_where_it_arrives():
+    documented = documented_settings()
+    assert documented - REACHES.keys() == set(), "settings nobody shows to reach anything"
+    assert REACHES.keys() - documented == set(), "checks of settings conf/ no longer has"
+
+
+class Built:
+    """What `gansweep.train.build_run` builds from a config, with a few views on it."""
+
+    def __init__(self, cfg, run_dir, downloads):
+        import torch
+
+        from gansweep import records
+        from gansweep.train import build_run, recon_settings
+
+        self.cfg, self.downloads = cfg, downloads
+        self.__dict__.update(vars(build_run(cfg, run_dir)))
+        self.deterministic = torch.are_deterministic_algorithms_enabled()
+        self.identity = records.identity(cfg)
+        self.final = recon_settings(cfg.final)
+        source = self.data.dataset
+        self.data_source = getattr(source, "dataset", source)
+
+    def final_summary(self) -> dict:
+        """Trains the run, then gansweep.train.finish's summary (the final test's numbers)."""
+        from gansweep.train import finish
+
+        self.trainer.fit(self.model, datamodule=self.data)
+        return finish(self.cfg, Path(self.cfg.run_dir), self.data, self.model, self.recon,
+                      self.trainer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", sorted(REACHES))
+def test_an_override_reaches_what_it_names(setting, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    from conftest import compose_config
+    from gansweep.data import fakes
+    from gansweep.validate import validate
+
+    value, observe, needs = REACHES[setting]
+    if value == ELSEWHERE:
+        value = tmp_path / "elsewhere"
+    data_root = value if setting == "paths.data_root" else tmp_path / "data"
+    fakes.write_celeba(value if setting == "dataset.root" else data_root / "celeba")
+    fakes.write_mnist(data_root / "mnist")
+    downloads = []
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download",
+                        lambda self: downloads.append(True))  # the one thing not reachable here
+    text = str(value).replace(" ", "") if isinstance(value, list) else value
+    cfg = compose_config(tmp_path, f"paths.data_root={data_root}", *needs,
+                         f"{setting}={str(text).lower() if isinstance(value, bool) else text}")
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True)
+    deterministic, built = torch.are_deterministic_algorithms_enabled(), None
+    try:
+        built = Built(cfg, run_dir, downloads)
+        seen = observe(built)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        if built is not None and built.logger:
+            built.logger.experiment.finish()
+    assert seen and all(s == value for s in seen), f"{setting}={value} arrived as {seen}"

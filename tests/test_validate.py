@@ -82,3 +82,63 @@ def test_batchnorm_on_a_single_value_fails_before_training_with_one_line(make_cf
     assert not (tmp_path / "run" / "checkpoints").exists()
     train(make_cfg("norm=bn", "arch=resnet", "dataset.image_size=4", "train.batch_size=2",
                    "train.iters=1"))  # two images per channel are enough
+
+
+def declared(schema, prefix=""):
+    """(key, type, declaration) of every setting gansweep/settings.py declares."""
+    from dataclasses import fields, is_dataclass
+    from typing import get_type_hints
+
+    kinds = get_type_hints(schema)
+    for spec in fields(schema):
+        if is_dataclass(kinds[spec.name]):
+            yield from declared(kinds[spec.name], f"{prefix}{spec.name}.")
+        else:
+            yield prefix + spec.name, kinds[spec.name], spec.metadata
+
+
+def all_declared():
+    from gansweep.settings import Dataset, Settings
+
+    return [*declared(Settings), *declared(Dataset, "dataset.")]
+
+
+# Keys some data sets lack: checked on one that has them
+HAS = {"dataset.root": "dataset=celeba", "dataset.crop": "dataset=celeba",
+       "dataset.download": "dataset=mnist"}
+
+
+def needs(key):
+    return [HAS[key]] if key in HAS else []
+
+
+@pytest.mark.parametrize("key, kind, declaration",
+                         [d for d in all_declared() if "range" in d[2]], ids=lambda d: str(d))
+def test_every_declared_range_is_checked_with_one_line(make_cfg, key, kind, declaration):
+    from gansweep.validate import validate
+
+    bad = 0 if declaration["range"] == "positive" else -1
+    with pytest.raises(ConfigError) as error:
+        validate(make_cfg(*needs(key), f"{key}={bad}"))
+    assert str(error.value).startswith(f"{key}={bad}: must be")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("key, kind, declaration",
+                         [d for d in all_declared() if set(getattr(d[1], "__args__", [d[1]]))
+                          <= {int, float, bool, type(None)}],
+                         ids=lambda d: str(d))
+def test_every_declared_type_is_checked_with_one_line(make_cfg, key, kind, declaration):
+    from gansweep.validate import validate
+
+    with pytest.raises(ConfigError) as error:
+        validate(make_cfg(*needs(key), f"{key}=abc"))
+    assert str(error.value).startswith(f"{key}='abc': must be")
+    assert "\n" not in str(error.value)
+
+
+def test_a_data_set_config_without_a_declared_setting_is_refused(make_cfg):
+    from gansweep.validate import validate
+
+    with pytest.raises(ConfigError, match="dataset.holdout is not set"):
+        validate(make_cfg("~dataset.holdout", "final.n_images=16"))

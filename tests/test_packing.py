@@ -1,0 +1,95 @@
+"""A packed network (gansweep/packing.py) computes what its K copies compute apart."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import ARCHS, NORMS, compose_config
+from gansweep.packing import Packed
+
+K, BATCH, SIZE = 3, 4, 16
+LR = 1e-3
+
+
+def copies(tmp_path, arch, norm, which):
+    """K copies of the tiny G or D of `arch`, each initialised from a seed of its own."""
+    cfg = compose_config(tmp_path, f"arch={arch}", f"norm={norm}")
+    nets = []
+    for seed in range(K):
+        torch.manual_seed(seed)
+        nets.append(instantiate(cfg.arch[which], norm=norm, image_size=SIZE, channels=3))
+    return nets
+
+
+def inputs(nets, which):
+    torch.manual_seed(100)
+    if which == "generator":
+        return torch.randn(K, BATCH, nets[0].code_dim)
+    return torch.rand(K, BATCH, 3, SIZE, SIZE)
+
+
+def close(a, b):
+    return torch.allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("which", ["generator", "discriminator"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("norm", [n for n in NORMS if n != "sn"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_packed_forward_and_backward_equal_the_copies_apart(tmp_path, arch, norm, training,
+                                                           which):
+    nets = copies(tmp_path, arch, norm, which)
+    packed = Packed(nets)
+    for net in [*nets, packed]:
+        net.train(training)
+    x = inputs(nets, which)
+    weights = torch.randn(K, BATCH, *([] if which == "discriminator" else [3, SIZE, SIZE]))
+
+    out = packed(x)
+    apart = torch.stack([net(x[k]) for k, net in enumerate(nets)])
+    assert close(out, apart)
+
+    (out * weights).sum().backward()
+    (apart * weights).sum().backward()
+    params, buffers = packed.stacked()
+    for name, value in params.items():
+        grads = torch.stack([dict(net.named_parameters())[name].grad for net in nets])
+        assert close(value.grad, grads), name
+    for name, value in buffers.items():  # BatchNorm's running statistics, in training
+        assert close(value.float(), torch.stack([dict(net.named_buffers())[name]
+                                                 for net in nets]).float()), name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_copy_state_is_the_unpacked_networks_state_dict(tmp_path, arch):
+    nets = copies(tmp_path, arch, "bn", "generator")
+    packed = Packed(nets)
+    for k, net in enumerate(nets):
+        state = packed.copy_state(k)
+        assert state.keys() == net.state_dict().keys()
+        assert all(torch.equal(state[n], v) for n, v in net.state_dict().items())
+    packed.load_copy_state(0, nets[2].state_dict())
+    assert all(torch.equal(packed.copy_state(0)[n], v) for n, v in nets[2].state_dict().items())
+    assert all(torch.equal(packed.copy_state(1)[n], v) for n, v in nets[1].state_dict().items())
+
+
+def test_rmsprop_over_packed_parameters_steps_each_copy_as_its_own_would(tmp_path):
+    nets = copies(tmp_path, "dcgan", "wn", "discriminator")
+    packed = Packed(nets)
+    x = inputs(nets, "discriminator")
+    make = lambda params: torch.optim.RMSprop(params, lr=LR, alpha=0.9, eps=1e-6)  # noqa: E731
+    together, apart = make(packed.parameters()), [make(net.parameters()) for net in nets]
+    for _ in range(3):
+        packed(x).square().sum().backward()
+        together.step()
+        together.zero_grad()
+        for k, (net, opt) in enumerate(zip(nets, apart)):
+            net(x[k]).square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+    # RMSProp's first steps are about lr * sign(gradient): where a gradient is ~0, float
+    # rounding (grouped vs single convolutions) may move an element by a fraction of a step
+    for k, net in enumerate(nets):
+        state = packed.copy_state(k)
+        for name, value in net.state_dict().items():
+            assert torch.allclose(state[name], value, rtol=1e-5, atol=1e-2 * LR), name

@@ -50,3 +50,15 @@ def test_memory_benchmark_measures_training_and_the_evaluator():
     assert row["train_peak_mib"] > 0 and row["evaluator_peak_mib"] > 0
     assert row["final_test_one_chunk_gib"] == pytest.approx(
         row["per_image_mib"] * 2000 / 1024)
+
+
+def test_packed_benchmark_reports_model_iterations_per_k(capsys):
+    rows = main(["packed", "--quick", "--settings", "digits", "--norms", "bn",
+                 "--copies", "1", "3"])
+    assert [(r["norm"], r["copies"]) for r in rows] == [("bn", 1), ("bn", 3)]
+    for r in rows:
+        assert r["packed_models_per_s"] == pytest.approx(r["copies"] / r["packed_s"])
+        assert r["apart_models_per_s"] == pytest.approx(r["copies"] / r["apart_s"])
+    one, three = rows
+    assert three["packed_peak_mib"] > one["packed_peak_mib"]  # three copies' activations
+    assert "| digits | bn | 3 |" in capsys.readouterr().out

@@ -4,6 +4,7 @@
     python -m gansweep.benchmark recon      # the batched evaluator vs the paper's loop
     python -m gansweep.benchmark data       # each data set's loader vs the training step
     python -m gansweep.benchmark memory     # peak memory of training and of the final test
+    python -m gansweep.benchmark packed     # K seeds packed into one network vs apart
 
 Each subcommand is a module here with `add_arguments`, `run` and `report`.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 
-from gansweep.benchmark import data, memory, recon, train
+from gansweep.benchmark import data, memory, packed, recon, train
 
 BENCHMARKS = {
     "train": (train, "gansweep's training loop against a hand-written one"),
     "recon": (recon, "the batched evaluator against the paper's loop"),
     "data": (data, "each data set's loader against the training step"),
     "memory": (memory, "peak memory of training and of the final test, both archs at 64 px"),
+    "packed": (packed, "K seeds packed into one network against K networks apart"),
 }
 
 

@@ -2,7 +2,6 @@
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +17,7 @@ log = logging.getLogger("gansweep")
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     # torch/lightning import after Hydra parses the CLI
-    from gansweep.records import write_failure
+    from gansweep.seeds import write_failures
     from gansweep.train import train
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -28,12 +27,12 @@ def main(cfg: DictConfig) -> None:
         log.error(f"gansweep: {error}")
         if not sweep:
             sys.exit(1)  # a single run: the message above is the whole story, no traceback
-        write_failure(Path(cfg.run_dir), cfg, error)
+        write_failures(cfg, error)
     except Exception as error:
         if not sweep:
             raise  # not the user's input: a bug, whose traceback is the report
         log.exception(f"gansweep: run {cfg.run_dir} failed")
-        write_failure(Path(cfg.run_dir), cfg, error)
+        write_failures(cfg, error)
     # In a sweep a failed run is recorded, not raised: Hydra would stop at the first failed
     # job's exception before the table; the table lists it and the sweep exits 1 (report.py).
 

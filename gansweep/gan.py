@@ -43,6 +43,13 @@ from omegaconf import DictConfig, OmegaConf
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
 
 
+def batch_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """The non-saturating loss: BCE on logits, averaged over the batch (the last dimension;
+    packed copies, in front of it, get a loss each)."""
+    return F.binary_cross_entropy_with_logits(
+        logits, torch.full_like(logits, target), reduction="none").mean(-1)
+
+
 def _plain(cfg: Any) -> Any:
     """DictConfig -> plain containers, so hyperparameters pickle and print cleanly."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
@@ -104,7 +111,10 @@ class GAN(L.LightningModule):
         stays in step with the others') and keeps its own slice."""
         rank, world = self._ranks()
         z = torch.randn(n * world, self.generator.code_dim, generator=self.code_rng)
-        z = z[rank * n : (rank + 1) * n]
+        return self.to_device(z[rank * n : (rank + 1) * n])
+
+    def to_device(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes drawn on the CPU, queued to the module's device without waiting for it."""
         if self.device.type == "cuda":
             # a copy from pageable memory makes the host wait for every queued kernel
             # (torch syncs the stream after it); one from pinned memory is queued like a kernel
@@ -116,8 +126,8 @@ class GAN(L.LightningModule):
         return make(self.discriminator.parameters()), make(self.generator.parameters())
 
     def training_step(self, batch, batch_idx: int) -> None:
-        real = batch[0]  # (B, C, H, W) in [0, 1]
-        n = real.shape[0]
+        real = batch[0]  # (B, C, H, W) in [0, 1]; (K, B, C, H, W) for K packed copies
+        n = real.shape[-4]
         opt_d, opt_g = self.optimizers()
         G, D = self.networks()
         if self._compiled:
@@ -129,22 +139,21 @@ class GAN(L.LightningModule):
         fake = G(self.sample_codes(n)).detach()
         d_real = D(real)
         d_fake = D(fake)
-        d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        d_loss = batch_loss(d_real, 1.0) + batch_loss(d_fake, 0.0)
         self._step(opt_d, d_loss)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
         d_gen = D(G(self.sample_codes(n)))
-        g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+        g_loss = batch_loss(d_gen, 1.0)
         self._step(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
         if self._compile_started is not None:
             self._report_compilation()
-        self._unread.append(torch.stack([d_loss, g_loss, torch.sigmoid(d_real).mean(),
-                                         torch.sigmoid(d_fake).mean()]).detach())  # LOSS_COLUMNS
+        self._unread.append(torch.stack([d_loss, g_loss, torch.sigmoid(d_real).mean(-1),
+                                         torch.sigmoid(d_fake).mean(-1)], dim=-1).detach())
 
     def _report_compilation(self) -> None:
         """The first compiled iteration compiles every variant G and D are called in (with
@@ -158,7 +167,8 @@ class GAN(L.LightningModule):
 
     def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        # packed copies: each copy's gradient is that of its own loss, as if it were alone
+        self.manual_backward(loss.sum() if loss.dim() else loss)
         optimizer.step()
 
     def read_losses(self) -> bool:

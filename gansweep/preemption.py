@@ -42,8 +42,12 @@ def submitit_signal() -> signal.Signals | None:
 
 
 class RequeueOnSignal(L.Callback):
-    def __init__(self, checkpoint_path, signum: signal.Signals | None, every: int = 1):
+    def __init__(self, checkpoint_path, signum: signal.Signals | None, every: int = 1,
+                 save: Callable | None = None):
         self.checkpoint_path, self.signum = checkpoint_path, signum
+        # what writes the checkpoint (default: the trainer's, to checkpoint_path); packed
+        # seeds write each seed's last.ckpt instead (gansweep/seeds.py)
+        self.save = save or (lambda trainer: atomic_save_checkpoint(trainer, checkpoint_path))
         self.every = every  # iterations between checks under DDP, where a check is collective
         self.received = False  # set by the signal handler, on this rank
         self.preempted_at: int | None = None  # the iteration the checkpoint was taken at
@@ -69,7 +73,7 @@ class RequeueOnSignal(L.Callback):
         if received and self.preempted_at is None and pl_module.read_losses():
             log.warning(f"gansweep: SLURM signal {self.signum.name}: saving "
                         f"{self.checkpoint_path} at iteration {pl_module.iteration} and stopping")
-            atomic_save_checkpoint(trainer, self.checkpoint_path)
+            self.save(trainer)
             self.preempted_at = pl_module.iteration
             trainer.should_stop = True
 

@@ -81,7 +81,8 @@ def per_image_error(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def _reconstruct_chunk(generator, images, code_dim, s: ReconSettings) -> Reconstruction:
-    z = torch.zeros(len(images), code_dim, device=images.device, requires_grad=True)
+    z = torch.zeros(len(images), code_dim, device=images.device, dtype=images.dtype,
+                    requires_grad=True)
     opt = torch.optim.RMSprop([z], lr=s.lr, alpha=s.alpha, eps=s.eps)
     for _ in range(s.steps):
         opt.zero_grad(set_to_none=True)
@@ -97,8 +98,9 @@ def reconstruct(generator: nn.Module, images: torch.Tensor,
                 settings: ReconSettings = ReconSettings()) -> Reconstruction:
     """Optimise one code per image so that G(z) matches it; G is left exactly as it was."""
     code_dim = generator.code_dim
-    device = next(generator.parameters()).device
-    images = images.to(device)
+    like = next(generator.parameters())
+    device = like.device
+    images = images.to(device, like.dtype)  # G's precision (a float64 run: trainer.precision)
     chunk = settings.chunk_size or (len(images) if device.type == "cuda" else CPU_CHUNK)
     parts, start = [], 0
     with frozen(generator), torch.enable_grad():  # callers may sit in a no_grad context

@@ -35,9 +35,19 @@ def run_name(override_dirname: str) -> str:
 
 
 def sweep_name(task_overrides: list[str], exclude_keys: list[str]) -> str:
-    """The sweep's task overrides, sorted, joined by '+', minus the keys runs ignore."""
+    """The sweep's task overrides, sorted, joined by '+', minus the keys runs ignore.
+    Packed seeds (`train.seeds=[0,1]`) name the sweep as `seed=0,1` does, so that the
+    packed and the unpacked command write and find the same runs."""
+    task_overrides = [_as_seed_sweep(o) for o in task_overrides]
     items = sorted(o for o in task_overrides if o.split("=", 1)[0] not in set(exclude_keys))
     return _bounded("+".join(items).replace("/", "-") or "default")
+
+
+def _as_seed_sweep(override: str) -> str:
+    key, _, value = override.partition("=")
+    if key != "train.seeds" or not value.startswith("["):
+        return override
+    return "seed=" + value.strip("[]").replace(" ", "")
 
 
 def result_settings(hydra: DictConfig) -> dict[str, str]:

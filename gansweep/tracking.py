@@ -74,7 +74,10 @@ def run_id(run_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
+def wandb_logger(cfg: DictConfig, run_dir: Path,
+                 settings_changed: dict | None = None) -> WandbLogger | None:
+    """The run's W&B logger (None with wandb.mode=disabled); `settings_changed`: the
+    command line's settings of the run (default: this Hydra job's)."""
     settings = cfg.wandb
     if settings.mode == "disabled":
         return None
@@ -87,7 +90,10 @@ def wandb_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         offline=mode == "offline", id=run_id(run_dir), resume="allow",
         name=run_dir.name, group=settings.group or sweep_group(run_dir),
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
-        config={**flat_config(cfg), "settings": command_line_settings()},
+        config={**flat_config(cfg), "settings": command_line_settings()
+                if settings_changed is None else settings_changed},
+        # one process may hold several runs at once (packed seeds, gansweep/seeds.py)
+        reinit="create_new",
     )
     # Lightning passes `anonymous=None` to wandb.init, and W&B warns on every run that the
     # setting (any value) has no effect; not passing it changes nothing else

@@ -98,6 +98,11 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
     console.quiet()
+    if OmegaConf.select(cfg, "train.seeds") is not None:  # several seeds, one packed job
+        from gansweep.seeds import train_seeds
+
+        train_seeds(cfg, callbacks)
+        return Path(cfg.run_dir)
     run_dir = Path(cfg.run_dir)
     restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
     done = records.read_summary(run_dir)
@@ -156,6 +161,28 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
 
 
 @dataclass
+class RunCallbacks:
+    """The callbacks that write a run's files, in the order they must run."""
+    recon: RunningRecon
+    samples: SampleGrids
+    losses: LossHistory
+    last: IterationCheckpoint  # last: a checkpoint at iteration k then holds all of k's work
+
+    def in_order(self, extra: Sequence[L.Callback] = ()) -> list[L.Callback]:
+        return [self.recon, self.samples, self.losses, *extra, self.last]
+
+
+def run_callbacks(cfg: DictConfig, run_dir: Path) -> RunCallbacks:
+    ckpt_dir, iters = run_dir / "checkpoints", cfg.train.iters
+    return RunCallbacks(
+        RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
+                     records.recon_history(run_dir), ckpt_dir / "best.ckpt"),
+        SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
+        LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every),
+        IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters))
+
+
+@dataclass
 class Run:
     """What one attempt of a run is made of, as `build_run` wires it from the config."""
     data: L.LightningDataModule
@@ -174,27 +201,22 @@ def build_run(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback] = 
     data = build(cfg.data)  # data errors surface here, before any training
     shutil.copyfile(data.split_path, run_dir / "split.json")  # the run keeps its own copy
     model = instantiate(cfg.model)
-    ckpt_dir = run_dir / "checkpoints"
-    iters = cfg.train.iters
-    recon = RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
-                         records.recon_history(run_dir), ckpt_dir / "best.ckpt")
-    last = IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters)
-    samples = SampleGrids(run_dir / "samples", cfg.train.sample_every, iters)
-    losses = LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every)
-    callbacks = [
-        recon, samples, losses,
-        *callbacks,
-        last,  # last: a checkpoint at iteration k then holds all of k's work
-    ]
-    preemption = RequeueOnSignal(last.path, submitit_signal(), cfg.train.log_every)
+    writers = run_callbacks(cfg, run_dir)
+    callbacks = writers.in_order(callbacks)
+    preemption = RequeueOnSignal(writers.last.path, submitit_signal(), cfg.train.log_every)
     callbacks.append(preemption)  # after `last`: at iteration k both write k's state
     if cfg.trainer.enable_progress_bar:
         callbacks.append(IterationProgressBar())
     logger = wandb_logger(cfg, run_dir)
+    trainer = make_trainer(cfg, run_dir, callbacks, logger)
+    return Run(data, model, writers.recon, writers.samples, writers.losses, writers.last,
+               preemption, logger, trainer)
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger) -> L.Trainer:
     extra = {"logger": logger} if logger else {}  # else trainer.logger from the config
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir,
-                          **extra, **distributed(cfg.trainer))
-    return Run(data, model, recon, samples, losses, last, preemption, logger, trainer)
+    return instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=run_dir,
+                       **extra, **distributed(cfg.trainer))
 
 
 def attempt_summary(cfg: DictConfig, model, recon: RunningRecon) -> dict:

@@ -52,6 +52,7 @@ def validate(cfg: DictConfig) -> None:
                           f"not handle spectral norm's in-place power iteration; train sn "
                           f"eagerly (train.compile=null)")
     _check_distributed(cfg)
+    _check_packed_seeds(cfg)
     _check_networks(cfg)
 
 
@@ -137,6 +138,30 @@ def _check_distributed(cfg: DictConfig) -> None:
         raise ConfigError(
             "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm runs only on CUDA); "
             "on CPU leave it false: BN then normalises each process's slice of the batch")
+
+
+def _check_packed_seeds(cfg: DictConfig) -> None:
+    seeds = _plain(cfg.train.seeds)
+    if seeds is None:
+        return
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) \
+            or len(set(seeds)) < len(seeds):
+        raise ConfigError(f"train.seeds={seeds!r}: must be a list of distinct whole numbers "
+                          f">= 0, e.g. 'train.seeds=[0,1,2,3]' (or null: one run, of seed)")
+    why = {"sn": cfg.norm.name == "sn" and "norm=sn (torch.func cannot run spectral norm's "
+                                           "in-place power iteration)",
+           "compile": cfg.train.compile is not None and "train.compile (not yet tried "
+                                                         "with packed networks)",
+           "ddp": process_count(cfg.trainer) > 1 and "more than one process (packed seeds "
+                                                     "run in one)",
+           "restarts": cfg.train.restart_on_early_divergence > 0 and
+           "train.restart_on_early_divergence (restarts are per run)"}
+    refused = [reason for reason in why.values() if reason]
+    if refused:
+        raise ConfigError(f"train.seeds={seeds}: packed seeds do not work with "
+                          f"{refused[0]}; train these seeds one by one instead "
+                          f"(-m seed={','.join(map(str, seeds))})")
 
 
 def _check_networks(cfg: DictConfig) -> None:

@@ -81,3 +81,27 @@ def test_outside_submitit_the_signal_is_left_alone(make_cfg, monkeypatch):
         signal.signal(signal.SIGUSR2, previous)
     assert calls == [signal.SIGUSR2]  # whoever installed a handler still gets the signal
     assert json.loads((run / "summary.json").read_text())["iters_done"] == 6
+
+
+def test_a_packed_job_signalled_checkpoints_every_seed_and_resumes_as_never_signalled(
+        make_cfg, tmp_path, submitit_job):
+    from gansweep.seeds import seed_run_dirs
+
+    cfg = make_cfg("train.seeds=[0,1]")
+    train(cfg, callbacks=[SignalAt(4)])
+    assert submitit_job == [signal.SIGUSR2]
+    dirs = seed_run_dirs(cfg)
+    for run in dirs.values():
+        checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+        assert checkpoint["gansweep"]["iteration"] == 4
+        assert iters(run / "train.csv") == [1, 2, 3, 4]
+        assert not (run / "summary.json").exists()
+
+    submitit_job.clear()
+    train(cfg)  # the requeued job
+    straight = make_cfg("train.seeds=[0,1]", f"run_dir={tmp_path}/straight")
+    train(straight)
+    for seed, run in dirs.items():
+        other = seed_run_dirs(straight)[seed]
+        for name in ("train.csv", "recon.csv", "summary.json"):
+            assert (run / name).read_text() == (other / name).read_text(), (seed, name)

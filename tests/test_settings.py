@@ -95,6 +95,12 @@ def resnet_widths(net, kind, channels=3):
     return widths if kind is nn.Conv2d else widths[::-1]
 
 
+def seed_run_dirs(cfg):
+    from gansweep.seeds import seed_run_dirs
+
+    return seed_run_dirs(cfg)
+
+
 def restarts_allowed(built):
     from gansweep import restarts
 
@@ -129,6 +135,7 @@ REACHES = {
     "train.compile": ("default", lambda b: [b.model.compile_mode], []),
     "train.restart_on_early_divergence": (5, latest_restart_iteration, []),
     "train.max_restarts": (2, restarts_allowed, []),
+    "train.seeds": ([3, 4], lambda b: [sorted(seed_run_dirs(b.cfg))], []),
     "recon.every": (4, lambda b: [b.recon.every], []),
     "recon.n_images": (7, lambda b: [b.recon.n_images], []),
     "recon.steps": (4, lambda b: [b.recon.settings.steps], []),

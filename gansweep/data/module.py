@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from gansweep.data import decoded
-from gansweep.data.sampler import IterationBatchSampler
+from gansweep.data.sampler import IterationBatchSampler, PackedBatchSampler
 from gansweep.data.split import Split, load_or_make_split
 
 
@@ -46,7 +46,8 @@ class GANData(L.LightningDataModule):
     def __init__(self, dataset: Dataset, name: str, holdout: int, split_seed: int,
                  split_path: str | Path, batch_size: int, iters: int, seed: int,
                  num_workers: int = 0, pin_memory: bool | None = None, in_memory: bool = False,
-                 cache: bool = False, cache_dir: str | Path = "cache"):
+                 cache: bool = False, cache_dir: str | Path = "cache",
+                 seeds: list[int] | None = None):
         super().__init__()
         if cache:
             dataset = decoded.cached(dataset, cache_dir, num_workers)
@@ -54,6 +55,7 @@ class GANData(L.LightningDataModule):
             dataset = decoded.in_memory(dataset, num_workers)
         self.dataset, self.name = dataset, name
         self.batch_size, self.iters, self.seed = batch_size, iters, seed
+        self.seeds = seeds  # packed seeds (gansweep/seeds.py): each gets its own batches
         # Decoded images are served by this process: a gather and a division per batch
         # (65,000 images/s at 64 px on one core here), which worker processes would only
         # slow down by copying every batch between processes (15,000-20,000 images/s).
@@ -73,11 +75,17 @@ class GANData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         train_set = Subset(self.dataset, self.split.train)
-        sampler = IterationBatchSampler(
-            len(train_set), self.batch_size, self.iters, self.seed, start=self._current_iteration,
-            rank=self.trainer.global_rank if self.trainer else 0,
-            world_size=self.trainer.world_size if self.trainer else 1,
-        )
+
+        def sampler_of(seed: int) -> IterationBatchSampler:
+            return IterationBatchSampler(
+                len(train_set), self.batch_size, self.iters, seed,
+                start=self._current_iteration,
+                rank=self.trainer.global_rank if self.trainer else 0,
+                world_size=self.trainer.world_size if self.trainer else 1,
+            )
+
+        sampler = sampler_of(self.seed) if self.seeds is None else \
+            PackedBatchSampler([sampler_of(seed) for seed in self.seeds])
         return ResumableLoader(train_set, batch_sampler=sampler, num_workers=self.num_workers,
                           pin_memory=self.pin_memory)
 

@@ -55,3 +55,18 @@ class IterationBatchSampler(Sampler[list[int]]):
         cache: dict = {}
         for iteration in range(self.start(), self.total):
             yield self.batch(iteration, cache)[self.rank_slice]
+
+
+class PackedBatchSampler(Sampler[list[int]]):
+    """The batches of several seeds' samplers for one iteration, one after another, as one
+    batch: K packed copies each get the batch their seed's run would (gansweep/seeds.py)."""
+
+    def __init__(self, samplers: list[IterationBatchSampler]):
+        self.samplers = samplers
+
+    def __len__(self) -> int:
+        return len(self.samplers[0])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batches in zip(*self.samplers):
+            yield [index for batch in batches for index in batch]

@@ -1,0 +1,227 @@
+"""Packed seeds (`train.seeds`, gansweep/seeds.py): each seed is the run it would be alone."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import ARCHS, NORMS, TINY, CrashAt, compose_config
+from gansweep.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def rows(run_dir: Path, name: str = "train.csv") -> list[dict]:
+    with open(run_dir / name) as f:
+        return list(csv.DictReader(f))
+
+
+def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
+    return torch.tensor([[float(v) for v in row.values()] for row in rows(run_dir, name)])
+
+
+def packed(tmp_path, seeds, *overrides, callbacks=()):
+    """Trains `seeds` packed; {seed: its run directory}."""
+    from gansweep.seeds import seed_run_dirs
+
+    cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides)
+    train(cfg, callbacks=callbacks)
+    return seed_run_dirs(cfg)
+
+
+def alone(tmp_path, seed, *overrides, name=None):
+    cfg = compose_config(tmp_path, f"seed={seed}", f"run_dir='{tmp_path}/{name or f'alone{seed}'}'",
+                         *overrides)
+    return train(cfg)
+
+
+def deviation(a: Path, b: Path) -> float:
+    """The largest relative difference between two runs' train.csv losses."""
+    x, y = numbers(a)[:, 1:], numbers(b)[:, 1:]
+    return ((x - y).abs() / y.abs()).max().item()
+
+
+TWENTY = ["train.iters=20", "recon.every=10", "train.ckpt_every=10", "train.sample_every=10"]
+
+
+@pytest.mark.parametrize("norm", [n for n in NORMS if n != "sn"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_packed_seed_trains_as_its_run_alone(tmp_path, arch, norm):
+    # In float64, so that what is compared is the computation, not float32's rounding
+    # (grouped vs single convolutions), which GAN training amplifies (the next test)
+    settings = [f"arch={arch}", f"norm={norm}", *TWENTY, "+trainer.precision=64-true"]
+    dirs = packed(tmp_path, [0, 1], *settings)
+    for seed, run_dir in dirs.items():
+        one = alone(tmp_path, seed, *settings)
+        assert len(rows(run_dir)) == len(rows(one)) == 20
+        assert deviation(run_dir, one) < 1e-4, seed
+        assert torch.allclose(numbers(run_dir, "recon.csv"), numbers(one, "recon.csv"),
+                              rtol=1e-4)
+
+
+def test_in_float32_packing_perturbs_a_run_no_more_than_the_thread_count_does(tmp_path):
+    """WN at the digits learning rate turns float32 rounding into differences of 1e-3 within
+    5 iterations and 1e-2 within 20, however it arises: packing, or just another number of
+    CPU threads for the same unpacked run. Packing stays within that noise."""
+    settings = ["norm=wn", *TWENTY]
+    packed_seed = packed(tmp_path, [0, 1], *settings)[0]
+    one = alone(tmp_path, 0, *settings)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        other_threads = alone(tmp_path, 0, *settings, name="threads")
+    finally:
+        torch.set_num_threads(threads)
+    assert deviation(packed_seed, one) <= 10 * max(deviation(other_threads, one), 1e-6)
+    # before the amplification sets in, the packed losses are the run's to float rounding
+    assert torch.allclose(numbers(packed_seed)[:3], numbers(one)[:3], rtol=1e-5)
+
+
+def test_a_packed_seed_writes_what_its_run_alone_writes(tmp_path):
+    from gansweep.evaluate import load_generator
+
+    dirs = packed(tmp_path, [0, 3], "wandb.mode=offline")
+    one = alone(tmp_path, 3, "wandb.mode=offline")
+
+    def files(run_dir):
+        return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                      if "wandb" not in p.parts)
+
+    assert files(dirs[3]) == files(one)
+    config = (dirs[3] / "config.yaml").read_text().replace(str(dirs[3]), "RUN")
+    assert config == (one / "config.yaml").read_text().replace(str(one), "RUN")
+    summary = json.loads((dirs[3] / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["seed"] == 3
+    # its checkpoints are the unpacked format: the evaluator loads them, the weights are G's
+    generator, iteration = load_generator(dirs[3] / "checkpoints" / "best.ckpt")
+    assert iteration == 6 and generator.code_dim == 16
+    # one W&B run per seed, in the seed's directory, saying its seed
+    from wandb_files import offline_runs
+
+    for seed, run_dir in dirs.items():
+        (run,) = offline_runs(run_dir)
+        assert run.config["seed"] == seed and run.summary["status"] == "finished"
+        assert [i for i, _ in run.series("recon/running")] == [3, 6]
+
+
+def test_a_run_alone_resumes_from_a_packed_seeds_checkpoint(tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        packed(tmp_path, [0, 1], callbacks=[CrashAt(4)])  # both seeds' last.ckpt at 3
+    dirs = {s: tmp_path / "run" / f"seed={s}" for s in (0, 1)}
+    last = torch.load(dirs[1] / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["gansweep"]["iteration"] == 3 and last["hyper_parameters"]["seed"] == 1
+    resumed = alone(tmp_path, 1, name="run/seed=1")  # the unpacked command, in that directory
+    uninterrupted = alone(tmp_path, 1)
+    assert [int(r["iter"]) for r in rows(resumed)] == list(range(1, 7))
+    assert torch.allclose(numbers(resumed), numbers(uninterrupted), rtol=1e-4, atol=1e-6)
+
+
+def test_a_crashed_packed_job_resumes_to_its_uninterrupted_files(tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        packed(tmp_path / "a", [0, 1], callbacks=[CrashAt(5)])
+    resumed = packed(tmp_path / "a", [0, 1])
+    uninterrupted = packed(tmp_path / "b", [0, 1])
+    for seed in (0, 1):
+        for name in ("train.csv", "recon.csv"):
+            assert (resumed[seed] / name).read_text() == \
+                (uninterrupted[seed] / name).read_text(), (seed, name)
+        done = json.loads((resumed[seed] / "summary.json").read_text())
+        assert done == json.loads((uninterrupted[seed] / "summary.json").read_text())
+    assert not (tmp_path / "a" / "run" / "packed.ckpt").exists()
+
+
+class PoisonCopy(L.Callback):
+    """Sets packed copy `k`'s G to NaN after `iteration`: that seed's next losses are NaN."""
+
+    def __init__(self, iteration: int, k: int):
+        self.iteration, self.k = iteration, k
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.iteration == self.iteration:
+            with torch.no_grad():
+                for p in pl_module.generator.parameters():
+                    p[self.k].fill_(float("nan"))
+
+
+def test_a_diverging_seed_stops_alone_and_the_others_go_on(tmp_path):
+    poisoned = packed(tmp_path / "a", [0, 1], callbacks=[PoisonCopy(3, k=1)])
+    clean = packed(tmp_path / "b", [0, 1])
+    diverged = json.loads((poisoned[1] / "summary.json").read_text())
+    assert diverged["status"] == "diverged" and diverged["diverged_at"] == 4
+    assert [int(r["iter"]) for r in rows(poisoned[1])] == [1, 2, 3, 4]
+    # its checkpoints hold the weights of before the fault
+    last = torch.load(poisoned[1] / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["gansweep"]["iteration"] == 3
+    weights = [v for v in last["state_dict"].values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in weights)
+    # the other seed never notices
+    for name in ("train.csv", "recon.csv", "summary.json"):
+        assert (poisoned[0] / name).read_text() == (clean[0] / name).read_text(), name
+
+
+def test_finished_seeds_are_not_trained_again(tmp_path):
+    dirs = packed(tmp_path, [0, 1])
+    before = {s: (d / "summary.json").stat().st_mtime_ns for s, d in dirs.items()}
+    more = packed(tmp_path, [0, 1, 2])
+    assert {s: (more[s] / "summary.json").stat().st_mtime_ns for s in (0, 1)} == before
+    assert json.loads((more[2] / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.seeds=[0,0]", "train.seeds=[0, 0]: must be a list of distinct whole numbers"),
+    ("train.seeds=[]", "must be a list of distinct whole numbers"),
+    ("norm=sn", "packed seeds do not work with norm=sn"),
+    ("train.compile=default", "packed seeds do not work with train.compile"),
+])
+def test_what_packing_cannot_do_is_refused_in_one_line(tmp_path, override, message):
+    from gansweep.validate import ConfigError
+
+    seeds = [] if "train.seeds" in override else ["train.seeds=[0,1]"]
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        train(compose_config(tmp_path, *seeds, override))
+
+
+def test_a_packed_sweep_names_each_seed_as_its_run_alone(tmp_path):
+    """`python -m gansweep -m norm=... 'train.seeds=[...]'`: each seed's directory is the one
+    `-m norm=... seed=<s>` makes, the table counts its seeds, and the unpacked command later
+    finds them finished."""
+    def gansweep(*args):
+        proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", *args, *TINY],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    out = gansweep("norm=vanilla,wn", "train.seeds=[0,1]")
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert "+seed=0,1+" in sweep.name  # the sweep `seed=0,1` names
+    summaries = {}
+    for path in sweep.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        summaries[summary["norm"], summary["seed"]] = path.parent
+        overrides = (path.parent / ".hydra" / "overrides.yaml").read_text()
+        assert f"seed={summary['seed']}" in overrides and "train.seeds" not in overrides
+    assert sorted(summaries) == [("vanilla", 0), ("vanilla", 1), ("wn", 0), ("wn", 1)]
+    assert out.count(" | 2 | 2 finished |") == 2  # vanilla and wn, 2 seeds each
+    # the unpacked sweep of the same runs finds each of them, done
+    again = gansweep("norm=vanilla,wn", "seed=0,1")
+    assert again.count("already finished at iteration 6, skipped") == 4
+    assert sorted(Path(line.split("outputs in ")[1]) for line in again.splitlines()
+                  if "skipped; outputs in " in line) == sorted(summaries.values())
+
+
+def test_a_failing_packed_job_records_each_seed_as_failed(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "dataset.image_size=7,32",
+                           "train.seeds=[0,1]", *TINY], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
+    failed = sorted((tmp_path / "outputs" / "sweeps").rglob("failed.json"))
+    assert [json.loads(p.read_text())["seed"] for p in failed] == [0, 1]
+    assert all("seed=" in p.parent.name and "image_size=7" in p.parent.name for p in failed)
+    assert "| wn | 7 | - | - | - | 2 | failed at 0 (seed 0); failed at 0 (seed 1) |" in out
+    assert "| 2 | 2 finished |" in out.split("| wn | 32 |")[1].splitlines()[0]

@@ -7,6 +7,9 @@ sweeps skip finished runs. The config uses them as resolvers:
     hydra.sweep.dir:    outputs/sweeps/${gansweep.sweep_name:${hydra.overrides.task},...}
     hydra.sweep.subdir: ${gansweep.run_name:${hydra:job.override_dirname}}
 
+Packed seeds (`train.seeds`, gansweep/seeds.py) write each seed where the job `seed=<s>`
+would: `seed_run_dirs`.
+
 `sweep_name` is made from the sweep's own overrides (e.g. `norm=vanilla,bn,wn`). It is a
 cached resolver, and OmegaConf keys its cache by the argument *text*: Hydra copies the
 launching process's cache into every job's config (locally and through submitit), so each job
@@ -16,6 +19,8 @@ gets the sweep's name rather than one made from its own single overrides.
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,6 +67,34 @@ def result_settings(hydra: DictConfig) -> dict[str, str]:
         if key.lstrip("+") not in excluded:
             settings[key.lstrip("+")] = value
     return settings
+
+
+def seed_overrides(task: list[str], seed: int) -> list[str]:
+    """The command line of `seed=<seed>` alone: the job's, train.seeds (and seed) replaced."""
+    keep = [o for o in task if o.lstrip("+~").split("=", 1)[0] not in ("train.seeds", "seed")]
+    return [*keep, f"seed={seed}"]
+
+
+def seed_dirname(hydra: DictConfig, seed: int) -> str:
+    """The directory name Hydra gives the job `seed=<seed>` (its rule for
+    `hydra.job.override_dirname`: the overrides not excluded, sorted, joined)."""
+    rule = hydra.job.config.override_dirname
+    lines = sorted(o for o in seed_overrides(list(hydra.overrides.task), seed)
+                   if o.split("=", 1)[0] not in set(rule.exclude_keys))
+    return run_name(re.sub("=", rule.kv_sep, rule.item_sep.join(lines)))
+
+
+def seed_run_dirs(cfg: DictConfig) -> dict[int, Path]:
+    """{seed: its run directory}: beside the job's directory, named as Hydra names the job
+    `seed=<s>`; without Hydra (train(cfg) called directly), `<run_dir>/seed=<s>`."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+    except ValueError:
+        return {s: Path(cfg.run_dir) / f"seed={s}" for s in cfg.train.seeds}
+    parent = Path(hydra.runtime.output_dir).parent
+    return {s: parent / seed_dirname(hydra, s) for s in cfg.train.seeds}
 
 
 def register() -> None:

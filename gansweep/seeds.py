@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from pathlib import Path
 
 import lightning as L
@@ -38,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gansweep.gan import GAN, LOSS_COLUMNS
 from gansweep.packing import Packed, _flat
+from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs
 
 PACKED_CHECKPOINT = "packed.ckpt"  # the job's resume point, packed from its seeds' last.ckpt
 
@@ -268,7 +268,6 @@ class EachSeed(L.Callback):
     """Runs each seed's callbacks (a run's own, `train.build_run`) on its views."""
 
     STATE_KEY = "EachSeed"
-    HOOKS = ("setup", "on_train_start", "on_train_batch_end", "on_train_end", "on_exception")
 
     def __init__(self, seeds: list[tuple[SeedModule, list, object]]):
         self.seeds = seeds  # (module view, callbacks, W&B logger or None) per seed
@@ -320,36 +319,6 @@ def seed_config(cfg: DictConfig, seed: int, run_dir: Path) -> DictConfig:
     with open_dict(one):
         one.seed, one.train.seeds, one.run_dir = seed, None, str(run_dir)
     return one
-
-
-def seed_overrides(task: list[str], seed: int) -> list[str]:
-    """The command line of `seed=<seed>` alone: the job's, train.seeds (and seed) replaced."""
-    keep = [o for o in task if o.lstrip("+~").split("=", 1)[0] not in ("train.seeds", "seed")]
-    return [*keep, f"seed={seed}"]
-
-
-def seed_dirname(hydra: DictConfig, seed: int) -> str:
-    """The directory name Hydra gives the job `seed=<seed>` (its rule for
-    `hydra.job.override_dirname`: the overrides not excluded, sorted, joined)."""
-    from gansweep.runs import run_name
-
-    rule = hydra.job.config.override_dirname
-    lines = sorted(o for o in seed_overrides(list(hydra.overrides.task), seed)
-                   if o.split("=", 1)[0] not in set(rule.exclude_keys))
-    return run_name(re.sub("=", rule.kv_sep, rule.item_sep.join(lines)))
-
-
-def seed_run_dirs(cfg: DictConfig) -> dict[int, Path]:
-    """{seed: its run directory}: beside the job's directory, named as Hydra names the job
-    `seed=<s>`; without Hydra (train(cfg) called directly), `<run_dir>/seed=<s>`."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        hydra = HydraConfig.get()
-    except ValueError:
-        return {s: Path(cfg.run_dir) / f"seed={s}" for s in cfg.train.seeds}
-    parent = Path(hydra.runtime.output_dir).parent
-    return {s: parent / seed_dirname(hydra, s) for s in cfg.train.seeds}
 
 
 def write_failures(cfg: DictConfig, error: Exception) -> None:

@@ -149,6 +149,9 @@ def _check_packed_seeds(cfg: DictConfig) -> None:
             or len(set(seeds)) < len(seeds):
         raise ConfigError(f"train.seeds={seeds!r}: must be a list of distinct whole numbers "
                           f">= 0, e.g. 'train.seeds=[0,1,2,3]' (or null: one run, of seed)")
+    if cfg.seed != Settings.seed:
+        raise ConfigError(f"seed={cfg.seed} with train.seeds={seeds}: the seeds trained are "
+                          f"train.seeds'; drop seed=... (or train.seeds, for one run)")
     why = {"sn": cfg.norm.name == "sn" and "norm=sn (torch.func cannot run spectral norm's "
                                            "in-place power iteration)",
            "compile": cfg.train.compile is not None and "train.compile (not yet tried "

@@ -27,7 +27,7 @@ def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
 
 def packed(tmp_path, seeds, *overrides, callbacks=()):
     """Trains `seeds` packed; {seed: its run directory}."""
-    from gansweep.seeds import seed_run_dirs
+    from gansweep.runs import seed_run_dirs
 
     cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides)
     train(cfg, callbacks=callbacks)
@@ -121,6 +121,17 @@ def test_a_run_alone_resumes_from_a_packed_seeds_checkpoint(tmp_path):
     assert torch.allclose(numbers(resumed), numbers(uninterrupted), rtol=1e-4, atol=1e-6)
 
 
+def test_a_packed_job_resumes_a_seed_its_run_alone_left_unfinished(tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose_config(tmp_path, "seed=1", f"run_dir='{tmp_path}/run/seed=1'"),
+              callbacks=[CrashAt(4)])  # seed 1 alone, last.ckpt at 3
+    dirs = packed(tmp_path, [0, 1])  # seed 1 resumes at 3, seed 0 starts afresh
+    for seed in (0, 1):
+        assert [int(r["iter"]) for r in rows(dirs[seed])] == list(range(1, 7))
+        assert torch.allclose(numbers(dirs[seed]), numbers(alone(tmp_path, seed)),
+                              rtol=1e-4, atol=1e-6), seed
+
+
 def test_a_crashed_packed_job_resumes_to_its_uninterrupted_files(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         packed(tmp_path / "a", [0, 1], callbacks=[CrashAt(5)])
@@ -177,6 +188,7 @@ def test_finished_seeds_are_not_trained_again(tmp_path):
     ("train.seeds=[]", "must be a list of distinct whole numbers"),
     ("norm=sn", "packed seeds do not work with norm=sn"),
     ("train.compile=default", "packed seeds do not work with train.compile"),
+    ("seed=5", "seed=5 with train.seeds=[0, 1]: the seeds trained are train.seeds'"),
 ])
 def test_what_packing_cannot_do_is_refused_in_one_line(tmp_path, override, message):
     from gansweep.validate import ConfigError

@@ -96,7 +96,7 @@ def resnet_widths(net, kind, channels=3):
 
 
 def seed_run_dirs(cfg):
-    from gansweep.seeds import seed_run_dirs
+    from gansweep.runs import seed_run_dirs
 
     return seed_run_dirs(cfg)
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from gansweep.history import IterationCsv, write_json
 
 SUMMARY, FAILED = "summary.json", "failed.json"
+RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
 TRAIN_CSV, RECON_CSV = "train.csv", "recon.csv"
 RECON_COLUMNS = ["recon_mse"]
 
@@ -40,6 +41,12 @@ def _read_json(path: Path) -> dict | None:
 
 def read_summary(run_dir: Path) -> dict | None:
     return _read_json(Path(run_dir) / SUMMARY)
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """The run's summary if it ended as a result (finished or diverged), else None."""
+    summary = read_summary(run_dir)
+    return summary if summary and summary.get("status") in RESULTS else None
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -30,7 +30,6 @@ from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 
 COMPARED = ("norm", "arch", "dataset")
-RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
            ("final_loss", "final loss", "{:.6f}")]
 
@@ -133,7 +132,7 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
         # a diverged run's best iteration and losses are results (the paper's collapsing
         # runs had them too); an unfinished run's are partial, so only listed
-        done = [r for r in members if r["status"] in RESULTS]
+        done = [r for r in members if r["status"] in records.RESULTS]
         cells = [_mean_std([r[key] for r in done if r.get(key) is not None], fmt)
                  for key, _, fmt in COLUMNS]
         finished = sum(r["status"] == "finished" for r in members)

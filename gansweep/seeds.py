@@ -29,15 +29,23 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from gansweep import records
+from gansweep.callbacks import IterationProgressBar, atomic_save_checkpoint
+from gansweep.errors import build
 from gansweep.gan import GAN, LOSS_COLUMNS
 from gansweep.packing import Packed, _flat
+from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs
+from gansweep.tracking import command_line_settings, wandb_logger
+from gansweep.train import check_resumable, finish, make_trainer, run_callbacks
+from gansweep.validate import validate
 
 PACKED_CHECKPOINT = "packed.ckpt"  # the job's resume point, packed from its seeds' last.ckpt
 
@@ -258,10 +266,14 @@ class SeedTrainer:
         checkpoint = unpack_checkpoint(self.module.packed, packed, self.module.k)
         for callback in self.callbacks:
             callback.on_save_checkpoint(self, self.module, checkpoint)
-        checkpoint["callbacks"] = {c.state_key: c.state_dict() for c in self.callbacks
-                                   if c.state_dict()}
+        checkpoint["callbacks"] = callback_states(self.callbacks)
         if self.trainer.is_global_zero:
             self.trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
+
+
+def callback_states(callbacks: list) -> dict:
+    """{state_key: state} of the callbacks that have one, as Lightning's checkpoints hold them."""
+    return {c.state_key: state for c in callbacks if (state := c.state_dict())}
 
 
 class EachSeed(L.Callback):
@@ -301,8 +313,7 @@ class EachSeed(L.Callback):
         self._each("on_exception", trainer, exception)
 
     def state_dict(self) -> dict:
-        return {"seeds": [{c.state_key: c.state_dict() for c in callbacks if c.state_dict()}
-                          for _, callbacks, _ in self.seeds]}
+        return {"seeds": [callback_states(callbacks) for _, callbacks, _ in self.seeds]}
 
     def load_state_dict(self, state_dict: dict) -> None:
         for (_, callbacks, _), saved in zip(self.seeds, state_dict["seeds"]):
@@ -324,8 +335,6 @@ def seed_config(cfg: DictConfig, seed: int, run_dir: Path) -> DictConfig:
 def write_failures(cfg: DictConfig, error: Exception) -> None:
     """failed.json for the job's run, or for each of its packed seeds without a result (with
     the `.hydra/` record the table reads its command line from)."""
-    from gansweep import records
-
     if OmegaConf.select(cfg, "train.seeds") is None:
         records.write_failure(Path(cfg.run_dir), cfg, error)
         return
@@ -361,14 +370,11 @@ def train_seeds(cfg: DictConfig, callbacks=()) -> dict[int, Path]:
     """Trains `cfg.train.seeds` packed; returns {seed: its run directory}. Seeds whose run
     ended (finished or diverged) are skipped; the others resume from their last.ckpt,
     packed in groups of seeds that stopped at the same iteration."""
-    from gansweep import records
-    from gansweep.validate import validate
-
     dirs = seed_run_dirs(cfg)
     todo = {}
     for seed, run_dir in dirs.items():
-        done = records.read_summary(run_dir)
-        if done and done.get("status") in ("finished", "diverged"):
+        done = records.read_result(run_dir)
+        if done:
             print(f"gansweep: seed {seed}: run already {done['status']} at iteration "
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         else:
@@ -389,15 +395,6 @@ def _resume_iteration(run_dir: Path) -> int:
 
 def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callbacks) -> None:
     """The seeds of `seeds` (all at one iteration) trained as one packed GAN."""
-    import shutil
-
-    from gansweep import records
-    from gansweep.callbacks import IterationProgressBar, atomic_save_checkpoint
-    from gansweep.errors import build
-    from gansweep.preemption import RequeueOnSignal, submitit_signal
-    from gansweep.tracking import command_line_settings, wandb_logger
-    from gansweep.train import check_resumable, finish, make_trainer, run_callbacks
-
     job_dir = Path(cfg.run_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     configs = {s: seed_config(cfg, s, dirs[s]) for s in seeds}

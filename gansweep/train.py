@@ -105,8 +105,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
         return Path(cfg.run_dir)
     run_dir = Path(cfg.run_dir)
     restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
-    done = records.read_summary(run_dir)
-    if done and done.get("status") in ("finished", "diverged"):  # both are results
+    done = records.read_result(run_dir)
+    if done:
         if rank_zero_only.rank == 0:
             print(f"gansweep: run already {done['status']} at iteration "
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
@@ -133,13 +133,15 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     run = build_run(cfg, run_dir, callbacks)
     model, preemption, logger, trainer = run.model, run.preemption, run.logger, run.trainer
     try:
-        resume_from = run.last.path if run.last.path.exists() else None
+        last = run.writers.last.path
+        resume_from = last if last.exists() else None
         trainer.fit(model, datamodule=run.data, ckpt_path=resume_from)
         # every rank sees the same divergence (losses are averaged over ranks first)
         restart = restarts.wanted(cfg.train, model.diverged_at, attempt)
         if trainer.is_global_zero and preemption.preempted_at is None:
-            summary = (attempt_summary(cfg, model, run.recon) if restart
-                       else finish(cfg, run_dir, run.data, model, run.recon, trainer))
+            recon = run.writers.recon
+            summary = (attempt_summary(cfg, model, recon) if restart
+                       else finish(cfg, run_dir, run.data, model, recon, trainer))
             if logger:
                 logger.experiment.summary.update(summary)
     finally:
@@ -187,10 +189,7 @@ class Run:
     """What one attempt of a run is made of, as `build_run` wires it from the config."""
     data: L.LightningDataModule
     model: L.LightningModule
-    recon: RunningRecon
-    samples: SampleGrids
-    losses: LossHistory
-    last: IterationCheckpoint
+    writers: RunCallbacks
     preemption: RequeueOnSignal
     logger: object
     trainer: L.Trainer
@@ -209,8 +208,7 @@ def build_run(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback] = 
         callbacks.append(IterationProgressBar())
     logger = wandb_logger(cfg, run_dir)
     trainer = make_trainer(cfg, run_dir, callbacks, logger)
-    return Run(data, model, writers.recon, writers.samples, writers.losses, writers.last,
-               preemption, logger, trainer)
+    return Run(data, model, writers, preemption, logger, trainer)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger) -> L.Trainer:

@@ -152,15 +152,14 @@ def _check_packed_seeds(cfg: DictConfig) -> None:
     if cfg.seed != Settings.seed:
         raise ConfigError(f"seed={cfg.seed} with train.seeds={seeds}: the seeds trained are "
                           f"train.seeds'; drop seed=... (or train.seeds, for one run)")
-    why = {"sn": cfg.norm.name == "sn" and "norm=sn (torch.func cannot run spectral norm's "
-                                           "in-place power iteration)",
-           "compile": cfg.train.compile is not None and "train.compile (not yet tried "
-                                                         "with packed networks)",
-           "ddp": process_count(cfg.trainer) > 1 and "more than one process (packed seeds "
-                                                     "run in one)",
-           "restarts": cfg.train.restart_on_early_divergence > 0 and
-           "train.restart_on_early_divergence (restarts are per run)"}
-    refused = [reason for reason in why.values() if reason]
+    refused = [reason for applies, reason in (
+        (cfg.norm.name == "sn",
+         "norm=sn (torch.func cannot run spectral norm's in-place power iteration)"),
+        (cfg.train.compile is not None, "train.compile (not yet tried with packed networks)"),
+        (process_count(cfg.trainer) > 1, "more than one process (packed seeds run in one)"),
+        (cfg.train.restart_on_early_divergence > 0,
+         "train.restart_on_early_divergence (restarts are per run)"),
+    ) if applies]
     if refused:
         raise ConfigError(f"train.seeds={seeds}: packed seeds do not work with "
                           f"{refused[0]}; train these seeds one by one instead "

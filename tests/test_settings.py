@@ -227,7 +227,8 @@ class Built:
         from gansweep.train import build_run, recon_settings
 
         self.cfg, self.downloads = cfg, downloads
-        self.__dict__.update(vars(build_run(cfg, run_dir)))
+        run = build_run(cfg, run_dir)
+        self.__dict__.update(vars(run), **vars(run.writers))
         self.deterministic = torch.are_deterministic_algorithms_enabled()
         self.identity = records.identity(cfg)
         self.final = recon_settings(cfg.final)

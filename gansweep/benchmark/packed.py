@@ -21,11 +21,11 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from gansweep.benchmark.common import device_name, synchronize
 from gansweep.benchmark.memory import MIB, Peak
 from gansweep.benchmark.train import SETTINGS
+from gansweep.gan import batch_loss
 from gansweep.packing import Packed
 
 NORMS = ["vanilla", "bn", "wn"]
@@ -54,8 +54,7 @@ def gan_iteration(G, D, opt_d, opt_g, real, codes) -> None:
     """One GAN iteration; with a leading copies dimension each copy's loss is its batch's
     mean, and the copies' losses are summed."""
     def loss(logits, target):
-        return F.binary_cross_entropy_with_logits(
-            logits, torch.full_like(logits, target), reduction="none").mean(-1).sum()
+        return batch_loss(logits, target).sum()
 
     d_real, d_fake = D(real), D(G(codes[0]).detach())
     opt_d.zero_grad(set_to_none=True)

@@ -36,9 +36,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gansweep import records
+from gansweep import capacity, records
 from gansweep.callbacks import IterationProgressBar, atomic_save_checkpoint
-from gansweep.errors import build
+from gansweep.errors import GansweepError, build
 from gansweep.gan import GAN, LOSS_COLUMNS
 from gansweep.packing import Packed, _flat
 from gansweep.preemption import RequeueOnSignal, submitit_signal
@@ -381,8 +381,26 @@ def train_seeds(cfg: DictConfig, callbacks=()) -> dict[int, Path]:
             todo.setdefault(_resume_iteration(run_dir), []).append(seed)
     validate(cfg)
     for iteration in sorted(todo, reverse=True):
-        _train_group(cfg, todo[iteration], dirs, callbacks)
+        seeds = todo[iteration]
+        try:
+            _train_group(cfg, seeds, dirs, callbacks, iteration)
+            continue
+        except CopiesOutOfMemory:
+            pass  # measured below: out here the failed attempt's tensors are gone
+        factory = packed_gan_factory(cfg, seeds)
+        raise GansweepError(capacity.copies_do_not_fit(cfg, factory, seeds))
     return dirs
+
+
+class CopiesOutOfMemory(Exception):
+    """A packed group's first iteration ran out of GPU memory."""
+
+
+def packed_gan_factory(cfg: DictConfig, seeds: list[int]):
+    """copies -> the PackedGAN of the first `copies` of `seeds`, as the job builds it."""
+    m = cfg.model
+    return lambda copies: PackedGAN(m.arch, m.norm, m.image_size, m.channels, m.optimizer,
+                                    seeds=seeds[:copies])
 
 
 def _resume_iteration(run_dir: Path) -> int:
@@ -393,8 +411,9 @@ def _resume_iteration(run_dir: Path) -> int:
                       mmap=True)["gansweep"]["iteration"]
 
 
-def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callbacks) -> None:
-    """The seeds of `seeds` (all at one iteration) trained as one packed GAN."""
+def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callbacks,
+                 start: int) -> None:
+    """The seeds of `seeds` (all at iteration `start`) trained as one packed GAN."""
     job_dir = Path(cfg.run_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     configs = {s: seed_config(cfg, s, dirs[s]) for s in seeds}
@@ -410,8 +429,7 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
     data = build(cfg.data, seeds=seeds)
     for seed in seeds:
         shutil.copyfile(data.split_path, dirs[seed] / "split.json")
-    m = cfg.model
-    model = PackedGAN(m.arch, m.norm, m.image_size, m.channels, m.optimizer, seeds=seeds)
+    model = packed_gan_factory(cfg, seeds)(len(seeds))
     settings = {k: v for k, v in command_line_settings().items() if k != "train.seeds"}
     per_seed, writers = [], {}
     for k, seed in enumerate(seeds):
@@ -434,7 +452,14 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
     trainer = make_trainer(cfg, job_dir, trainer_callbacks, logger=None)
     resume = _packed_resume_point(model, job_dir, [writers[s].last.path for s in seeds])
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=resume)
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=resume)
+        except torch.OutOfMemoryError:
+            device = trainer.strategy.root_device
+            if model.iteration > start or len(seeds) == 1 or \
+                    not capacity.raises_out_of_memory(device):
+                raise
+            raise CopiesOutOfMemory() from None
         if preemption.preempted_at is None:
             for seed_trainer, seed in zip(each.trainers, seeds):
                 summary = finish(configs[seed], dirs[seed], data, seed_trainer.module,

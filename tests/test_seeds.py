@@ -122,14 +122,16 @@ def test_a_run_alone_resumes_from_a_packed_seeds_checkpoint(tmp_path):
 
 
 def test_a_packed_job_resumes_a_seed_its_run_alone_left_unfinished(tmp_path):
+    # float64: packed against alone, so float32's rounding (first test) stays out of it
+    f64 = "+trainer.precision=64-true"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(compose_config(tmp_path, "seed=1", f"run_dir='{tmp_path}/run/seed=1'"),
+        train(compose_config(tmp_path, "seed=1", f"run_dir='{tmp_path}/run/seed=1'", f64),
               callbacks=[CrashAt(4)])  # seed 1 alone, last.ckpt at 3
-    dirs = packed(tmp_path, [0, 1])  # seed 1 resumes at 3, seed 0 starts afresh
+    dirs = packed(tmp_path, [0, 1], f64)  # seed 1 resumes at 3, seed 0 starts afresh
     for seed in (0, 1):
         assert [int(r["iter"]) for r in rows(dirs[seed])] == list(range(1, 7))
-        assert torch.allclose(numbers(dirs[seed]), numbers(alone(tmp_path, seed)),
-                              rtol=1e-4, atol=1e-6), seed
+        assert torch.allclose(numbers(dirs[seed]), numbers(alone(tmp_path, seed, f64)),
+                              rtol=1e-6, atol=1e-7), seed
 
 
 def test_a_crashed_packed_job_resumes_to_its_uninterrupted_files(tmp_path):
@@ -237,3 +239,62 @@ def test_a_failing_packed_job_records_each_seed_as_failed(tmp_path):
     assert all("seed=" in p.parent.name and "image_size=7" in p.parent.name for p in failed)
     assert "| wn | 7 | - | - | - | 2 | failed at 0 (seed 0); failed at 0 (seed 1) |" in out
     assert "| 2 | 2 finished |" in out.split("| wn | 32 |")[1].splitlines()[0]
+
+
+def out_of_memory_beyond(monkeypatch, copies: int, after_calls: int = 0):
+    """A GPU (mocked: there is none here) on which a packed network of more than `copies`
+    copies runs out of memory, from its `after_calls`-th forward call on."""
+    from gansweep import capacity
+    from gansweep.packing import Packed
+
+    forward, calls = Packed.forward, []
+
+    def limited(self, x):
+        calls.append(self.copies)
+        if self.copies > copies and len(calls) > after_calls:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, x)
+
+    monkeypatch.setattr(Packed, "forward", limited)
+    monkeypatch.setattr(capacity, "raises_out_of_memory", lambda device: True)
+
+
+@pytest.mark.parametrize("free_gib, message", [
+    (40, r"3 packed copies ran out of GPU memory in their first iteration \(40.0 GiB free\); "
+         r"one copy's iteration needs .* GiB and each further copy .* GiB, so at most 2 fit. Pack at most 2 "
+         r"seeds per job, e.g. 'train.seeds=\[0,1\]' then 'train.seeds=\[2\]'.$"),
+    (0, r"3 packed copies ran out .* \(0.0 GiB free\); one copy's iteration needs .* GiB, so "
+        r"not one fits. Free the GPU, use a smaller train.batch_size"),
+])
+def test_copies_that_run_out_of_gpu_memory_end_the_job_naming_how_many_fit(
+        tmp_path, monkeypatch, free_gib, message):
+    """One and two copies' iterations are measured for real (here on the CPU) once the
+    three did not fit; nothing of the failed attempt is left as a result."""
+    from gansweep import capacity
+    from gansweep.errors import GansweepError
+
+    out_of_memory_beyond(monkeypatch, copies=2)
+    monkeypatch.setattr(capacity, "free_bytes", lambda: free_gib * capacity.GIB)
+    with pytest.raises(GansweepError, match=message):
+        packed(tmp_path, [0, 1, 2])
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("summary.json"))
+
+
+def test_running_out_of_memory_after_the_first_iteration_is_not_blamed_on_the_copies(
+        tmp_path, monkeypatch):
+    out_of_memory_beyond(monkeypatch, copies=2, after_calls=5)  # 5 calls: one iteration
+    with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
+        packed(tmp_path, [0, 1, 2])
+
+
+@pytest.mark.parametrize("one, two, free, fits", [
+    (3, 5, 11, 5),   # 1 fixed + 2 per copy
+    (3, 5, 10, 4),
+    (3, 5, 2, 0),
+    (4, 4, 9, 2),    # no growth measured (noise): counted as all per copy
+    (5, 12, 40, 5),  # one copy under the growth (noise): nothing fixed
+])
+def test_the_largest_count_that_fits(one, two, free, fits):
+    from gansweep.capacity import largest_count
+
+    assert largest_count(one, two, free) == fits

@@ -16,13 +16,10 @@ the allocator's own slack, so read it as an upper bound.
 
 from __future__ import annotations
 
-import ctypes
-import gc
-from pathlib import Path
-
 import torch
 
 from gansweep.benchmark.common import device_name
+from gansweep.capacity import Peak
 from gansweep.recon import ReconSettings, reconstruct
 
 ARCHS = {  # the paper's networks at 64 px (celeba's settings: only the config is used)
@@ -31,36 +28,6 @@ ARCHS = {  # the paper's networks at 64 px (celeba's settings: only the config i
 }
 FINAL_TEST_IMAGES = 2000  # the paper's final test set
 MIB = 2**20
-
-
-def _status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-class Peak:
-    """The memory a block adds at its peak, in bytes (`.bytes` once the block is done)."""
-
-    def __enter__(self):
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed memory back to the system first
-            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-            self.base = _status_bytes("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            self.bytes = torch.cuda.max_memory_allocated() - self.base
-        else:
-            self.bytes = _status_bytes("VmHWM") - self.base
 
 
 def build(arch: str):

@@ -23,8 +23,9 @@ import time
 import torch
 
 from gansweep.benchmark.common import device_name, synchronize
-from gansweep.benchmark.memory import MIB, Peak
+from gansweep.benchmark.memory import MIB
 from gansweep.benchmark.train import SETTINGS
+from gansweep.capacity import Peak
 from gansweep.gan import batch_loss
 from gansweep.packing import Packed
 

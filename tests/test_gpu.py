@@ -1,0 +1,88 @@
+"""What only a CUDA GPU can show; skipped without one (the CI machine has none).
+
+On a machine with a GPU: `pytest tests/test_gpu.py` (a few minutes), then the benchmarks
+(`python -m gansweep.benchmark train --quick --settings dcgan64 --compile reduce-overhead`,
+`python -m gansweep.benchmark packed --quick`) for the figures the README's tables lack.
+"""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_RUN, compose_config
+from gansweep.benchmark.train import SETTINGS
+from gansweep.train import train
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+DCGAN64 = [*TINY_RUN, *SETTINGS["dcgan64"], "train.iters=4", "norm=wn"]
+
+
+def packed(tmp_path, seeds, *overrides):
+    from gansweep.runs import seed_run_dirs
+
+    cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides,
+                         tiny=False)
+    train(cfg)
+    return seed_run_dirs(cfg)
+
+
+@pytest.fixture
+def gpu_share():
+    """Sets the share of the GPU this process may use (a smaller GPU), and gives it back."""
+    def limit(allowed_bytes: int) -> None:
+        torch.cuda.empty_cache()
+        total = torch.cuda.mem_get_info()[1]
+        torch.cuda.set_per_process_memory_fraction(min(allowed_bytes / total, 1.0))
+    yield limit
+    torch.cuda.set_per_process_memory_fraction(1.0)
+    torch.cuda.empty_cache()
+
+
+def test_copies_too_many_for_the_gpu_end_naming_a_count_that_then_fits(tmp_path, gpu_share):
+    from gansweep import capacity
+    from gansweep.errors import GansweepError
+    from gansweep.seeds import packed_gan_factory
+
+    cfg = compose_config(tmp_path, *DCGAN64, tiny=False)
+    build = packed_gan_factory(cfg, list(range(8)))
+    one, two = capacity.iteration_peak(cfg, build, 1), capacity.iteration_peak(cfg, build, 2)
+    fixed, per_copy = capacity.growth(one, two)
+    # room for about three copies' iterations beside what torch already holds
+    gpu_share(torch.cuda.memory_reserved() + fixed + int(3.5 * per_copy))
+    with pytest.raises(GansweepError, match=r"8 packed copies ran out .* at most \d fit") as e:
+        packed(tmp_path / "eight", range(8), *DCGAN64)
+    fits = int(str(e.value).split("at most ")[1].split()[0])
+    assert 1 <= fits < 8
+    dirs = packed(tmp_path / "fits", range(fits), *DCGAN64)
+    assert all(json.loads((d / "summary.json").read_text())["status"] == "finished"
+               for d in dirs.values())
+
+
+def test_steady_state_iterations_do_not_wait_for_the_gpu(tmp_path):
+    """Between two reads of the losses (every train.log_every iterations) nothing reads a
+    GPU value back: the window's syncs are the reads' own, one each."""
+    from gansweep.benchmark.train import Plan, Window, compose_run
+
+    plan = Plan(log_every=5, reads=3, repeat=1)
+    cfg = compose_run(tmp_path, "dcgan64", "wn", plan, "run")
+    window = Window(plan, count_ops=False)
+    train(cfg, callbacks=[window])
+    assert window.syncs is not None and window.syncs <= plan.reads
+
+
+@pytest.mark.parametrize("norm", ["vanilla", "bn", "wn"])
+def test_packed_seeds_on_a_gpu_train_as_their_runs_alone(tmp_path, norm):
+    """In float64, so that cuDNN's grouped against single convolutions round alike."""
+    settings = [*TINY_RUN, f"norm={norm}", "train.iters=10", "+trainer.precision=64-true"]
+    dirs = packed(tmp_path, [0, 1], *settings)
+    for seed, run_dir in dirs.items():
+        cfg = compose_config(tmp_path, *settings, f"seed={seed}",
+                             f"run_dir='{tmp_path}/alone{seed}'", tiny=False)
+        alone = train(cfg)
+        a, b = ((d / "train.csv").read_text().splitlines()[1:] for d in (run_dir, alone))
+        x = torch.tensor([[float(v) for v in row.split(",")] for row in a])
+        y = torch.tensor([[float(v) for v in row.split(",")] for row in b])
+        assert len(x) == len(y) == 10 and torch.allclose(x, y, rtol=1e-4), seed

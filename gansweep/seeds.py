@@ -54,9 +54,10 @@ class PackedGAN(GAN):
     """The GAN of `seeds`, one copy per seed, trained as one (see the module's docstring)."""
 
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
-                 optimizer: dict, seeds: list[int], n_samples: int = 64):
+                 optimizer: dict, seeds: list[int], n_samples: int = 64,
+                 compile: str | None = None):
         super().__init__(arch, norm, image_size, channels, optimizer, seed=seeds[0],
-                         n_samples=n_samples)
+                         n_samples=n_samples, compile=compile)
         self.seeds = list(seeds)
         self.hparams["seeds"] = self.seeds  # beside GAN's (its seed: the first one's)
         alone = []
@@ -167,7 +168,7 @@ def unpack_checkpoint(module: PackedGAN, packed: dict, k: int) -> dict:
             "state_dict": {name: packed["state_dict"][key][k].clone()
                            for name, key in names.items()},
             "optimizer_states": [_optimizer_slice(s, k) for s in packed["optimizer_states"]],
-            "hyper_parameters": {**hyper, "seed": module.seeds[k], "compile": None},
+            "hyper_parameters": {**hyper, "seed": module.seeds[k]},
             "gansweep": {"iteration": state["iteration"], "code_rng": state["code_rng"][k],
                          "diverged_at": state["diverged_at"][k]},
             "callbacks": packed["callbacks"].get(EachSeed.STATE_KEY, {}).get("seeds", [{}])[k]}
@@ -177,8 +178,7 @@ def pack_checkpoints(module: PackedGAN, checkpoints: list[dict]) -> dict:
     """The packed module's checkpoint from its seeds' (all at one iteration)."""
     names = _stacked_names(module)
     first = checkpoints[0]
-    hyper = {key: v for key, v in first["hyper_parameters"].items()
-             if key not in ("seed", "compile")}
+    hyper = {key: v for key, v in first["hyper_parameters"].items() if key != "seed"}
     return {**first,
             "state_dict": {key: torch.stack([c["state_dict"][name] for c in checkpoints])
                            for name, key in names.items()},
@@ -199,10 +199,12 @@ def pack_checkpoints(module: PackedGAN, checkpoints: list[dict]) -> dict:
 class SeedModule:
     """Seed k of a PackedGAN, as a run's callbacks use their GAN (gansweep/callbacks.py)."""
 
-    compile_seconds = None
-
     def __init__(self, packed: PackedGAN, k: int):
         self.packed, self.k = packed, k
+
+    @property
+    def compile_seconds(self) -> float | None:
+        return self.packed.compile_seconds
 
     @property
     def iteration(self) -> int:
@@ -400,7 +402,7 @@ def packed_gan_factory(cfg: DictConfig, seeds: list[int]):
     """copies -> the PackedGAN of the first `copies` of `seeds`, as the job builds it."""
     m = cfg.model
     return lambda copies: PackedGAN(m.arch, m.norm, m.image_size, m.channels, m.optimizer,
-                                    seeds=seeds[:copies])
+                                    seeds=seeds[:copies], compile=m.compile)
 
 
 def _resume_iteration(run_dir: Path) -> int:

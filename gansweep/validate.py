@@ -155,7 +155,6 @@ def _check_packed_seeds(cfg: DictConfig) -> None:
     refused = [reason for applies, reason in (
         (cfg.norm.name == "sn",
          "norm=sn (torch.func cannot run spectral norm's in-place power iteration)"),
-        (cfg.train.compile is not None, "train.compile (not yet tried with packed networks)"),
         (process_count(cfg.trainer) > 1, "more than one process (packed seeds run in one)"),
         (cfg.train.restart_on_early_divergence > 0,
          "train.restart_on_early_divergence (restarts are per run)"),

@@ -86,3 +86,14 @@ def test_packed_seeds_on_a_gpu_train_as_their_runs_alone(tmp_path, norm):
         x = torch.tensor([[float(v) for v in row.split(",")] for row in a])
         y = torch.tensor([[float(v) for v in row.split(",")] for row in b])
         assert len(x) == len(y) == 10 and torch.allclose(x, y, rtol=1e-4), seed
+
+
+def test_packed_seeds_compiled_with_cuda_graphs_train_as_the_eager_packed_ones(tmp_path):
+    settings = [*TINY_RUN, "norm=wn", "train.iters=3", "final.steps=2"]
+    eager = packed(tmp_path / "eager", [0, 1], *settings)
+    graphed = packed(tmp_path / "graphed", [0, 1], *settings, "train.compile=reduce-overhead")
+    for seed in (0, 1):
+        a, b = ((d[seed] / "train.csv").read_text().splitlines()[1:] for d in (graphed, eager))
+        assert len(a) == len(b) == 3
+        first = [torch.tensor([float(v) for v in rows[0].split(",")]) for rows in (a, b)]
+        torch.testing.assert_close(first[0], first[1], rtol=1e-4, atol=1e-5)

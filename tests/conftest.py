@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import lightning as L
@@ -56,6 +57,23 @@ def compose_config(tmp_path, *overrides, tiny: bool = True):
             overrides=[*shrink, f"paths.output_dir={tmp_path}", f"run_dir={tmp_path}/run",
                        f"paths.cache_dir={tmp_path}/cache", *overrides],
         )
+
+
+def train_packed(tmp_path, seeds, *overrides, callbacks=(), tiny: bool = True) -> dict:
+    """Trains `seeds` packed (`train.seeds`); {seed: its run directory}."""
+    from gansweep.runs import seed_run_dirs
+    from gansweep.train import train
+
+    cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides,
+                         tiny=tiny)
+    train(cfg, callbacks=callbacks)
+    return seed_run_dirs(cfg)
+
+
+def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
+    """A run's CSV (train.csv, recon.csv) as numbers, one row per iteration, iteration first."""
+    with open(Path(run_dir) / name, newline="") as f:
+        return torch.tensor([[float(v) for v in row.values()] for row in csv.DictReader(f)])
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_RUN, compose_config
+from conftest import TINY_RUN, compose_config, numbers, train_packed
 from gansweep.benchmark.train import SETTINGS
 from gansweep.train import train
 
@@ -21,12 +21,7 @@ DCGAN64 = [*TINY_RUN, *SETTINGS["dcgan64"], "train.iters=4", "norm=wn"]
 
 
 def packed(tmp_path, seeds, *overrides):
-    from gansweep.runs import seed_run_dirs
-
-    cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides,
-                         tiny=False)
-    train(cfg)
-    return seed_run_dirs(cfg)
+    return train_packed(tmp_path, seeds, *overrides, tiny=False)
 
 
 @pytest.fixture
@@ -81,10 +76,7 @@ def test_packed_seeds_on_a_gpu_train_as_their_runs_alone(tmp_path, norm):
     for seed, run_dir in dirs.items():
         cfg = compose_config(tmp_path, *settings, f"seed={seed}",
                              f"run_dir='{tmp_path}/alone{seed}'", tiny=False)
-        alone = train(cfg)
-        a, b = ((d / "train.csv").read_text().splitlines()[1:] for d in (run_dir, alone))
-        x = torch.tensor([[float(v) for v in row.split(",")] for row in a])
-        y = torch.tensor([[float(v) for v in row.split(",")] for row in b])
+        x, y = numbers(run_dir), numbers(train(cfg))
         assert len(x) == len(y) == 10 and torch.allclose(x, y, rtol=1e-4), seed
 
 
@@ -93,7 +85,6 @@ def test_packed_seeds_compiled_with_cuda_graphs_train_as_the_eager_packed_ones(t
     eager = packed(tmp_path / "eager", [0, 1], *settings)
     graphed = packed(tmp_path / "graphed", [0, 1], *settings, "train.compile=reduce-overhead")
     for seed in (0, 1):
-        a, b = ((d[seed] / "train.csv").read_text().splitlines()[1:] for d in (graphed, eager))
+        a, b = numbers(graphed[seed]), numbers(eager[seed])
         assert len(a) == len(b) == 3
-        first = [torch.tensor([float(v) for v in rows[0].split(",")]) for rows in (a, b)]
-        torch.testing.assert_close(first[0], first[1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[0], b[0], rtol=1e-4, atol=1e-5)

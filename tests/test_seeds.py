@@ -10,7 +10,8 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import ARCHS, NORMS, TINY, CrashAt, compose_config
+from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers,
+                      train_packed)
 from gansweep.train import train
 
 pytestmark = pytest.mark.slow
@@ -19,19 +20,6 @@ pytestmark = pytest.mark.slow
 def rows(run_dir: Path, name: str = "train.csv") -> list[dict]:
     with open(run_dir / name) as f:
         return list(csv.DictReader(f))
-
-
-def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
-    return torch.tensor([[float(v) for v in row.values()] for row in rows(run_dir, name)])
-
-
-def packed(tmp_path, seeds, *overrides, callbacks=()):
-    """Trains `seeds` packed; {seed: its run directory}."""
-    from gansweep.runs import seed_run_dirs
-
-    cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides)
-    train(cfg, callbacks=callbacks)
-    return seed_run_dirs(cfg)
 
 
 def alone(tmp_path, seed, *overrides, name=None):
@@ -55,7 +43,7 @@ def test_each_packed_seed_trains_as_its_run_alone(tmp_path, arch, norm):
     # In float64, so that what is compared is the computation, not float32's rounding
     # (grouped vs single convolutions), which GAN training amplifies (the next test)
     settings = [f"arch={arch}", f"norm={norm}", *TWENTY, "+trainer.precision=64-true"]
-    dirs = packed(tmp_path, [0, 1], *settings)
+    dirs = train_packed(tmp_path, [0, 1], *settings)
     for seed, run_dir in dirs.items():
         one = alone(tmp_path, seed, *settings)
         assert len(rows(run_dir)) == len(rows(one)) == 20
@@ -69,7 +57,7 @@ def test_in_float32_packing_perturbs_a_run_no_more_than_the_thread_count_does(tm
     5 iterations and 1e-2 within 20, however it arises: packing, or just another number of
     CPU threads for the same unpacked run. Packing stays within that noise."""
     settings = ["norm=wn", *TWENTY]
-    packed_seed = packed(tmp_path, [0, 1], *settings)[0]
+    packed_seed = train_packed(tmp_path, [0, 1], *settings)[0]
     one = alone(tmp_path, 0, *settings)
     threads = torch.get_num_threads()
     torch.set_num_threads(1 if threads > 1 else 2)
@@ -85,7 +73,7 @@ def test_in_float32_packing_perturbs_a_run_no_more_than_the_thread_count_does(tm
 def test_a_packed_seed_writes_what_its_run_alone_writes(tmp_path):
     from gansweep.evaluate import load_generator
 
-    dirs = packed(tmp_path, [0, 3], "wandb.mode=offline")
+    dirs = train_packed(tmp_path, [0, 3], "wandb.mode=offline")
     one = alone(tmp_path, 3, "wandb.mode=offline")
 
     def files(run_dir):
@@ -111,7 +99,7 @@ def test_a_packed_seed_writes_what_its_run_alone_writes(tmp_path):
 
 def test_a_run_alone_resumes_from_a_packed_seeds_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        packed(tmp_path, [0, 1], callbacks=[CrashAt(4)])  # both seeds' last.ckpt at 3
+        train_packed(tmp_path, [0, 1], callbacks=[CrashAt(4)])  # both seeds' last.ckpt at 3
     dirs = {s: tmp_path / "run" / f"seed={s}" for s in (0, 1)}
     last = torch.load(dirs[1] / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["gansweep"]["iteration"] == 3 and last["hyper_parameters"]["seed"] == 1
@@ -127,7 +115,7 @@ def test_a_packed_job_resumes_a_seed_its_run_alone_left_unfinished(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(compose_config(tmp_path, "seed=1", f"run_dir='{tmp_path}/run/seed=1'", f64),
               callbacks=[CrashAt(4)])  # seed 1 alone, last.ckpt at 3
-    dirs = packed(tmp_path, [0, 1], f64)  # seed 1 resumes at 3, seed 0 starts afresh
+    dirs = train_packed(tmp_path, [0, 1], f64)  # seed 1 resumes at 3, seed 0 starts afresh
     for seed in (0, 1):
         assert [int(r["iter"]) for r in rows(dirs[seed])] == list(range(1, 7))
         assert torch.allclose(numbers(dirs[seed]), numbers(alone(tmp_path, seed, f64)),
@@ -136,9 +124,9 @@ def test_a_packed_job_resumes_a_seed_its_run_alone_left_unfinished(tmp_path):
 
 def test_a_crashed_packed_job_resumes_to_its_uninterrupted_files(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        packed(tmp_path / "a", [0, 1], callbacks=[CrashAt(5)])
-    resumed = packed(tmp_path / "a", [0, 1])
-    uninterrupted = packed(tmp_path / "b", [0, 1])
+        train_packed(tmp_path / "a", [0, 1], callbacks=[CrashAt(5)])
+    resumed = train_packed(tmp_path / "a", [0, 1])
+    uninterrupted = train_packed(tmp_path / "b", [0, 1])
     for seed in (0, 1):
         for name in ("train.csv", "recon.csv"):
             assert (resumed[seed] / name).read_text() == \
@@ -162,8 +150,8 @@ class PoisonCopy(L.Callback):
 
 
 def test_a_diverging_seed_stops_alone_and_the_others_go_on(tmp_path):
-    poisoned = packed(tmp_path / "a", [0, 1], callbacks=[PoisonCopy(3, k=1)])
-    clean = packed(tmp_path / "b", [0, 1])
+    poisoned = train_packed(tmp_path / "a", [0, 1], callbacks=[PoisonCopy(3, k=1)])
+    clean = train_packed(tmp_path / "b", [0, 1])
     diverged = json.loads((poisoned[1] / "summary.json").read_text())
     assert diverged["status"] == "diverged" and diverged["diverged_at"] == 4
     assert [int(r["iter"]) for r in rows(poisoned[1])] == [1, 2, 3, 4]
@@ -178,9 +166,9 @@ def test_a_diverging_seed_stops_alone_and_the_others_go_on(tmp_path):
 
 
 def test_finished_seeds_are_not_trained_again(tmp_path):
-    dirs = packed(tmp_path, [0, 1])
+    dirs = train_packed(tmp_path, [0, 1])
     before = {s: (d / "summary.json").stat().st_mtime_ns for s, d in dirs.items()}
-    more = packed(tmp_path, [0, 1, 2])
+    more = train_packed(tmp_path, [0, 1, 2])
     assert {s: (more[s] / "summary.json").stat().st_mtime_ns for s in (0, 1)} == before
     assert json.loads((more[2] / "summary.json").read_text())["status"] == "finished"
 
@@ -203,8 +191,8 @@ def test_compiled_packed_seeds_train_as_the_eager_packed_ones(tmp_path, capsys):
     """torch.compile over the packed networks (vmap inside): the first iteration to float
     rounding; later ones drift as float32 rounding does under GAN training (test above)."""
     settings = ["norm=bn", "train.iters=3", "final.steps=2"]
-    eager = packed(tmp_path / "eager", [0, 1], *settings)
-    compiled = packed(tmp_path / "compiled", [0, 1], *settings, "train.compile=default")
+    eager = train_packed(tmp_path / "eager", [0, 1], *settings)
+    compiled = train_packed(tmp_path / "compiled", [0, 1], *settings, "train.compile=default")
     assert "train.compile=default: the first iteration took" in capsys.readouterr().err
     for seed in (0, 1):
         a, b = numbers(compiled[seed]), numbers(eager[seed])
@@ -293,7 +281,7 @@ def test_copies_that_run_out_of_gpu_memory_end_the_job_naming_how_many_fit(
     out_of_memory_beyond(monkeypatch, copies=2)
     monkeypatch.setattr(capacity, "free_bytes", lambda: free_gib * capacity.GIB)
     with pytest.raises(GansweepError, match=message):
-        packed(tmp_path, [0, 1, 2])
+        train_packed(tmp_path, [0, 1, 2])
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("summary.json"))
 
 
@@ -301,7 +289,7 @@ def test_running_out_of_memory_after_the_first_iteration_is_not_blamed_on_the_co
         tmp_path, monkeypatch):
     out_of_memory_beyond(monkeypatch, copies=2, after_calls=5)  # 5 calls: one iteration
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
-        packed(tmp_path, [0, 1, 2])
+        train_packed(tmp_path, [0, 1, 2])
 
 
 @pytest.mark.parametrize("one, two, free, fits", [

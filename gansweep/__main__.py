@@ -17,24 +17,44 @@ log = logging.getLogger("gansweep")
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     # torch/lightning import after Hydra parses the CLI
-    from gansweep.seeds import write_failures
+    from gansweep.cli import describe_os_error
+    from gansweep.lock import RunDirectoryBusy
+    from gansweep.signals import Interrupted
     from gansweep.train import train
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         train(cfg)
-    except GansweepError as error:
+    except Interrupted as stop:  # a signal: the whole command stops, a sweep included
+        log.error(f"gansweep: {stop}")
+        sys.exit(stop.exit_code)
+    except RunDirectoryBusy as error:  # another process's run: not this one's to record
         log.error(f"gansweep: {error}")
         if not sweep:
+            sys.exit(1)
+    except (GansweepError, OSError) as error:  # OSError: a disk full, a read-only path, ...
+        log.error(f"gansweep: {describe_os_error(error) if isinstance(error, OSError) else error}")
+        if not sweep:
             sys.exit(1)  # a single run: the message above is the whole story, no traceback
-        write_failures(cfg, error)
+        record_failure(cfg, error)
     except Exception as error:
         if not sweep:
             raise  # not the user's input: a bug, whose traceback is the report
         log.exception(f"gansweep: run {cfg.run_dir} failed")
-        write_failures(cfg, error)
+        record_failure(cfg, error)
     # In a sweep a failed run is recorded, not raised: Hydra would stop at the first failed
     # job's exception before the table; the table lists it and the sweep exits 1 (report.py).
+
+
+def record_failure(cfg: DictConfig, error: Exception) -> None:
+    """failed.json for the sweep's table; where even that cannot be written (the disk that
+    failed the run), the log line above is the record."""
+    from gansweep.seeds import write_failures
+
+    try:
+        write_failures(cfg, error)
+    except OSError as cannot:
+        log.error(f"gansweep: could not record the failure either: {cannot}")
 
 
 if __name__ == "__main__":

@@ -203,11 +203,26 @@ class IterationProgressBar(TQDMProgressBar):
     only when they are read back (`train.log_every`).
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shown = None  # the losses the bar's postfix shows
+
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        self._start_at(pl_module)
+
     def on_train_epoch_start(self, trainer, pl_module):
         super().on_train_epoch_start(trainer, pl_module)
-        self.train_progress_bar.set_description("GAN iteration")
-        self.train_progress_bar.initial = pl_module.iteration
-        self.train_progress_bar.n = pl_module.iteration
+        self._start_at(pl_module)
+
+    def _start_at(self, pl_module) -> None:
+        # Both hooks: a run resumed mid-epoch (every resume: a run is one epoch) gets
+        # on_train_start only, a fresh run both, the second resetting the bar.
+        bar = self.train_progress_bar
+        total = self.total_train_batches  # inf when unknown, which tqdm wants as None
+        bar.total = total if total is not None and math.isfinite(total) else None
+        bar.set_description("GAN iteration")
+        bar.initial = bar.n = pl_module.iteration
         self._shown = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

@@ -3,12 +3,45 @@ command line prints them without a traceback."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 
 class GansweepError(Exception):
     """A problem with the user's data, configuration or files; the message is the help."""
+
+
+class DamagedFile(GansweepError):
+    """A run's file that cannot be read back."""
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """An error's message, short: torch's can run over many lines."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# what moving a damaged file away does, by name
+_WITHOUT = {
+    "summary.json": "the run's final test then runs again from its last checkpoint",
+    "failed.json": "it only records that an earlier attempt failed",
+    "last.ckpt": "the run then trains from its first iteration",
+    "best.ckpt": "the run then has no final test unless a later running test beats its best",
+    "train.csv": "the rows up to the last checkpoint are then lost; training goes on",
+    "recon.csv": "the running tests up to the last checkpoint are then lost; training goes on",
+}
+SPLIT_REMADE = "the split is then made anew from its seed: the same seed gives the same split"
+
+
+def damaged(path: Path, cause: str, intact: str = "", without: str | None = None) -> DamagedFile:
+    """The error for `path`, which cannot be read back for `cause`; `without`: what moving
+    it away does (by default, known by the file's name)."""
+    path = Path(path)
+    without = _WITHOUT.get(path.name, "") if without is None else without
+    return DamagedFile(f"{path} cannot be read ({cause}); move it away"
+                       + f" ({without})" * bool(without) + f" or restore it{intact}")
 
 
 def build(node, **kwargs):

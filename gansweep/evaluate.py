@@ -17,13 +17,15 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from gansweep import records
-from gansweep.errors import build
+from gansweep.cli import non_negative_int, positive_float, positive_int, run_command
+from gansweep.errors import GansweepError, build
 from gansweep.gan import GAN
 from gansweep.recon import Reconstruction, ReconSettings, reconstruct
 
 
 def load_generator(checkpoint: str | Path) -> tuple[torch.nn.Module, int]:
     """(G in eval mode, the GAN iteration it was saved at) from a gansweep checkpoint."""
+    records.read_checkpoint(checkpoint)  # a damaged file: one line naming it, not torch's
     module = GAN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return module.generator.to(device).eval(), module.iteration
@@ -34,6 +36,9 @@ def heldout_images(run_dir: Path, cfg: DictConfig, n_images: int | None) -> torc
     (`cfg`: the run's config.yaml)."""
     cfg.data.split_path = str(run_dir / "split.json")
     data = build(cfg.data)
+    if n_images is not None and n_images > data.split.holdout:
+        raise GansweepError(f"--n-images {n_images}: the run holds out only "
+                            f"{data.split.holdout} images; give at most that many")
     return data.heldout_images(n_images or data.split.holdout)
 
 
@@ -50,7 +55,7 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     path = run_dir / "checkpoints" / f"{checkpoint}.ckpt" if checkpoint in ("best", "last") \
         else Path(checkpoint)
     if not path.exists():
-        raise FileNotFoundError(
+        raise GansweepError(
             f"no checkpoint at {path}; a run has checkpoints/best.ckpt once its first running "
             f"test is done and checkpoints/last.ckpt every train.ckpt_every iterations"
         )
@@ -71,7 +76,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
                  settings: ReconSettings = ReconSettings()) -> dict:
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = records.read_config(run_dir)
     kernels_like_training(cfg)
     generator, iteration = load_generator(path)
     images = heldout_images(run_dir, cfg, n_images)
@@ -90,11 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run directory (holds config.yaml)")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a .ckpt path")
-    parser.add_argument("--n-images", type=int, default=None,
+    parser.add_argument("--n-images", type=positive_int, default=None,
                         help="first N held-out images (default: all of the final set)")
-    parser.add_argument("--steps", type=int, default=ReconSettings.steps)
-    parser.add_argument("--lr", type=float, default=ReconSettings.lr)
-    parser.add_argument("--chunk-size", type=int, default=ReconSettings.chunk_size)
+    parser.add_argument("--steps", type=non_negative_int, default=ReconSettings.steps)
+    parser.add_argument("--lr", type=positive_float, default=ReconSettings.lr)
+    parser.add_argument("--chunk-size", type=positive_int, default=ReconSettings.chunk_size)
     args = parser.parse_args(argv)
     if not (args.run_dir / "config.yaml").exists():
         parser.error(f"{args.run_dir} is not a gansweep run directory (no config.yaml)")
@@ -107,4 +112,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

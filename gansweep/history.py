@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from gansweep.errors import damaged, first_line
+
 
 class IterationCsv:
     def __init__(self, path: str | Path, columns: list[str]):
@@ -48,10 +50,17 @@ class IterationCsv:
         kill (missing or empty fields, or extra ones) is left out."""
         if not self.path.exists():
             return []
-        with open(self.path, newline="") as f:
-            return [r for r in csv.DictReader(f)
-                    if None not in r and all(v not in (None, "") for v in r.values())
-                    and r["iter"].isdigit()]
+        try:
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames not in (None, self.columns):  # None: an empty file
+                    raise ValueError(f"its columns are {','.join(reader.fieldnames)}, not "
+                                     f"{','.join(self.columns)}")
+                return [r for r in reader
+                        if None not in r and all(v not in (None, "") for v in r.values())
+                        and r["iter"].isdigit()]
+        except (ValueError, UnicodeDecodeError, csv.Error) as error:
+            raise damaged(self.path, first_line(error)) from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -5,13 +5,17 @@ all through this module, so that each file is written and read one way:
 
 | file | what |
 |---|---|
+| `config.yaml` | the run's resolved config (written by training) |
 | `summary.json` | a run that ended as a result (finished or diverged), with its final test |
 | `failed.json` | a sweep's run that raised, for the table (removed when the run trains again) |
 | `recon.csv` | the running test, one row per evaluation (`history.IterationCsv`) |
 | `train.csv` | the losses, one row per iteration (`history.IterationCsv`) |
 | `eval/<name>.json` | a re-evaluation of one checkpoint (`gansweep.evaluate`) |
 
-Every JSON record carries the run's identity: norm, arch, data set and seed.
+Every JSON record carries the run's identity: norm, arch, data set and seed. A record or a
+checkpoint that cannot be read back (torn by hand, overwritten by something else) raises
+`DamagedFile`, whose message names the file, what moving it away does, and any intact
+older copy.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
+from gansweep.errors import damaged, first_line
 from gansweep.history import IterationCsv, write_json
 
-SUMMARY, FAILED = "summary.json", "failed.json"
+SUMMARY, FAILED, CONFIG = "summary.json", "failed.json", "config.yaml"
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
 TRAIN_CSV, RECON_CSV = "train.csv", "recon.csv"
 RECON_COLUMNS = ["recon_mse"]
@@ -35,8 +41,58 @@ def identity(cfg: DictConfig) -> dict:
             "seed": cfg.seed}
 
 
+def read_config(run_dir: Path) -> DictConfig:
+    """The run's resolved config (`config.yaml`)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        return OmegaConf.load(path)
+    except OSError:
+        raise
+    except Exception as error:  # noqa: BLE001  yaml's and omegaconf's errors for a bad file
+        raise damaged(path, first_line(error)) from None
+
+
 def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        content = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise damaged(path, f"not JSON: {first_line(error)}") from None
+    if not isinstance(content, dict):
+        raise damaged(path, "not a JSON object")
+    return content
+
+
+def _load(path: Path, mmap: bool) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    if not isinstance(checkpoint, dict) or "gansweep" not in checkpoint:
+        raise ValueError("no gansweep training state in it")
+    return checkpoint
+
+
+def read_checkpoint(path: Path, mmap: bool = True) -> dict:
+    """A gansweep checkpoint (its tensors memory-mapped with `mmap`, read on use); a torn or
+    foreign file raises `DamagedFile`, naming an intact copy to go on from if there is one."""
+    path = Path(path)
+    try:
+        return _load(path, mmap)
+    except Exception as error:  # noqa: BLE001  torch raises many kinds for a bad file
+        cause = first_line(error)
+    # an older good copy: the write a kill cut short (its .tmp), or for last.ckpt, best.ckpt
+    others = [path.with_name(path.name + ".tmp")]
+    if path.name == "last.ckpt":
+        others.append(path.with_name("best.ckpt"))
+    intact = ""
+    for other in others:
+        try:
+            iteration = _load(other, mmap=True)["gansweep"]["iteration"]
+        except Exception:  # noqa: BLE001  absent or damaged too
+            continue
+        intact = f"; {other} is intact (iteration {iteration}): copy it to {path} to go on " \
+                 f"from there"
+        break
+    raise damaged(path, cause, intact)
 
 
 def read_summary(run_dir: Path) -> dict | None:

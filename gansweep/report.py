@@ -23,9 +23,11 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
+import yaml
 
 from gansweep import records
-from gansweep.errors import GansweepError
+from gansweep.cli import run_command
+from gansweep.errors import GansweepError, first_line
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 
@@ -36,7 +38,7 @@ COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running
 
 def read_run(run_dir: Path) -> dict:
     """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
-    config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() \
+    config = records.read_config(run_dir) if (run_dir / records.CONFIG).exists() \
         else {}  # a run that failed before writing it
     # a sweep's run that raised has failed.json (gansweep/__main__.py)
     run = records.read_summary(run_dir) or records.read_failure(run_dir) \
@@ -67,7 +69,21 @@ def collect(sweep_dir: Path) -> list[dict]:
     dirs = {p.parent for name in ("config.yaml", records.FAILED)
             for p in Path(sweep_dir).rglob(name)
             if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE}
-    return [read_run(d) for d in sorted(dirs)]
+    return [_read_or_unreadable(d) for d in sorted(dirs)]
+
+
+UNREADABLE = "unreadable"
+
+
+def _read_or_unreadable(run_dir: Path) -> dict:
+    """`read_run`, or for a run whose files cannot be read back, a row saying so: one bad
+    run must not keep the table of the others from being made."""
+    try:
+        return read_run(run_dir)
+    except (GansweepError, OSError, ValueError, yaml.YAMLError) as error:
+        return {"status": UNREADABLE, "error": first_line(error, 300), "dir": str(run_dir),
+                "series": [], "settings": {}, "config": {}, "iters_done": 0,
+                **{k: "?" for k in (*COMPARED, "seed")}}
 
 
 def collect_wandb(project: str) -> list[dict]:
@@ -122,6 +138,8 @@ def _mean_std(values: list[float], fmt: str) -> str:
 
 
 def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows (unreadable runs are left out: see `unreadable_note`)."""
+    runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
     groups = defaultdict(list)
     for run in runs:
@@ -154,6 +172,13 @@ def _natural(variant: tuple) -> tuple:
         except (TypeError, ValueError):
             return (1, 0.0, str(value))
     return tuple(key(v) for v in variant)
+
+
+def unreadable_note(runs: list[dict]) -> str:
+    """Below the table: the runs left out of it because their files cannot be read."""
+    bad = [r for r in runs if r["status"] == UNREADABLE]
+    return "".join(f"\nunreadable, not in the table: {r['dir']}: {r['error']}" for r in bad) \
+        + "\n" * bool(bad)
 
 
 def markdown(header, rows) -> str:
@@ -215,12 +240,12 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
     out_dir = Path(out_dir or sweep_dir)
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = markdown(header, rows)
+    md = markdown(header, rows) + unreadable_note(runs)
     (out_dir / "table.md").write_text(md)
     (out_dir / "table.tex").write_text(latex(header, rows))
     with open(out_dir / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
-    plot(runs, out_dir / "recon.png")
+    plot([r for r in runs if r["status"] != UNREADABLE], out_dir / "recon.png")
     return md
 
 
@@ -258,4 +283,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -36,16 +36,14 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gansweep import capacity, records
+from gansweep import capacity, lock, records, signals
 from gansweep.callbacks import IterationProgressBar, atomic_save_checkpoint
 from gansweep.errors import GansweepError, build
 from gansweep.gan import GAN, LOSS_COLUMNS
 from gansweep.packing import Packed, _flat
-from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs
 from gansweep.tracking import command_line_settings, wandb_logger
-from gansweep.train import check_resumable, finish, make_trainer, run_callbacks
-from gansweep.validate import validate
+from gansweep.train import check_checkpoints, finish, make_trainer, run_callbacks
 
 PACKED_CHECKPOINT = "packed.ckpt"  # the job's resume point, packed from its seeds' last.ckpt
 
@@ -373,6 +371,11 @@ def train_seeds(cfg: DictConfig, callbacks=()) -> dict[int, Path]:
     ended (finished or diverged) are skipped; the others resume from their last.ckpt,
     packed in groups of seeds that stopped at the same iteration."""
     dirs = seed_run_dirs(cfg)
+    with lock.hold([Path(cfg.run_dir), *dirs.values()]):
+        return _train_seeds(cfg, dirs, callbacks)
+
+
+def _train_seeds(cfg: DictConfig, dirs: dict[int, Path], callbacks) -> dict[int, Path]:
     todo = {}
     for seed, run_dir in dirs.items():
         done = records.read_result(run_dir)
@@ -381,7 +384,6 @@ def train_seeds(cfg: DictConfig, callbacks=()) -> dict[int, Path]:
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         else:
             todo.setdefault(_resume_iteration(run_dir), []).append(seed)
-    validate(cfg)
     for iteration in sorted(todo, reverse=True):
         seeds = todo[iteration]
         try:
@@ -409,8 +411,7 @@ def _resume_iteration(run_dir: Path) -> int:
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not last.exists():
         return 0
-    return torch.load(last, map_location="cpu", weights_only=False,
-                      mmap=True)["gansweep"]["iteration"]
+    return records.read_checkpoint(last)["gansweep"]["iteration"]
 
 
 def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callbacks,
@@ -420,9 +421,7 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
     job_dir.mkdir(parents=True, exist_ok=True)
     configs = {s: seed_config(cfg, s, dirs[s]) for s in seeds}
     for seed, one in configs.items():
-        last = dirs[seed] / "checkpoints" / "last.ckpt"
-        if last.exists():
-            check_resumable(last, one.model)
+        check_checkpoints(dirs[seed], one.model)
         dirs[seed].mkdir(parents=True, exist_ok=True)
         OmegaConf.save(one, dirs[seed] / "config.yaml", resolve=True)
         write_hydra_record(job_dir, dirs[seed], seed)
@@ -446,9 +445,9 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
             if seed_trainer.module.diverged_at is None:
                 atomic_save_checkpoint(seed_trainer, writers[seed].last.path)
 
-    preemption = RequeueOnSignal("every live seed's checkpoints/last.ckpt", submitit_signal(),
-                                 cfg.train.log_every, save=save_every_live_seed)
-    trainer_callbacks = [each, *callbacks, preemption]
+    stopper = signals.StopOnSignal("every live seed's checkpoints/last.ckpt",
+                                   cfg.train.log_every, save=save_every_live_seed)
+    trainer_callbacks = [each, *callbacks, stopper]
     if cfg.trainer.enable_progress_bar:
         trainer_callbacks.append(IterationProgressBar())
     trainer = make_trainer(cfg, job_dir, trainer_callbacks, logger=None)
@@ -462,7 +461,7 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
                     not capacity.raises_out_of_memory(device):
                 raise
             raise CopiesOutOfMemory() from None
-        if preemption.preempted_at is None:
+        if not stopper.stopped_by:
             for seed_trainer, seed in zip(each.trainers, seeds):
                 summary = finish(configs[seed], dirs[seed], data, seed_trainer.module,
                                  writers[seed].recon, seed_trainer)
@@ -474,8 +473,7 @@ def _train_group(cfg: DictConfig, seeds: list[int], dirs: dict[int, Path], callb
                 logger.experiment.finish()
         if resume:
             Path(resume).unlink(missing_ok=True)
-    if preemption.preempted_at is not None:
-        preemption.requeue(trainer)
+    stopper.after_fit(trainer)  # requeues under submitit, or raises Interrupted
 
 
 def _packed_resume_point(model: PackedGAN, job_dir: Path, lasts: list[Path]) -> str | None:
@@ -483,7 +481,7 @@ def _packed_resume_point(model: PackedGAN, job_dir: Path, lasts: list[Path]) -> 
     when they start afresh."""
     if not all(p.exists() for p in lasts):
         return None
-    checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in lasts]
+    checkpoints = [records.read_checkpoint(p, mmap=False) for p in lasts]
     path = job_dir / PACKED_CHECKPOINT
     torch.save(pack_checkpoints(model, checkpoints), path)
     return str(path)

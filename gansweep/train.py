@@ -21,13 +21,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import console, records, restarts
+from gansweep import console, lock, records, restarts, signals
 from gansweep.callbacks import (IterationCheckpoint, IterationProgressBar, LossHistory,
                                 RunningRecon, SampleGrids)
 from gansweep.errors import build
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.gan import LOSS_COLUMNS
-from gansweep.preemption import RequeueOnSignal, submitit_signal
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images, wandb_logger
 from gansweep.validate import ConfigError, process_count, validate
@@ -60,7 +59,7 @@ def distributed(trainer_cfg: DictConfig) -> dict:
         # versa; DDP must be told, or it waits for them.
         extra["strategy"] = "ddp_find_unused_parameters_true"
     if SLURMEnvironment.detect():
-        # Requeueing on SLURM's signal is submitit's job (gansweep/preemption.py); two
+        # Requeueing on SLURM's signal is submitit's job (gansweep/signals.py); two
         # handlers would requeue twice.
         extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     return extra
@@ -77,11 +76,8 @@ def networks_built(hyper_parameters: dict) -> dict:
 def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
     """A run directory's checkpoint must be of the networks this config builds; otherwise
     say so, instead of a state_dict size mismatch from deep inside torch."""
-    import torch
-
     # mmap: only the small hyperparameters are read here; fit() loads the weights later
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False,
-                       mmap=True)["hyper_parameters"]
+    saved = records.read_checkpoint(checkpoint)["hyper_parameters"]
     saved, wanted = networks_built(saved), networks_built(
         OmegaConf.to_container(model_cfg, resolve=True))
     differs = [k for k in wanted if saved[k] != wanted[k]]
@@ -95,15 +91,34 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
             f"original ones, or give this run a directory of its own (run_dir=...)")
 
 
-def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
-    """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir."""
-    console.quiet()
-    if OmegaConf.select(cfg, "train.seeds") is not None:  # several seeds, one packed job
-        from gansweep.seeds import train_seeds
+def check_checkpoints(run_dir: Path, model_cfg: DictConfig) -> None:
+    """Before a resume: last.ckpt is of this config's networks, and both checkpoints read
+    back (best.ckpt is only read by the final test, after all the training)."""
+    checkpoints = run_dir / "checkpoints"
+    if (checkpoints / "last.ckpt").exists():
+        check_resumable(checkpoints / "last.ckpt", model_cfg)
+    if (checkpoints / "best.ckpt").exists():
+        records.read_checkpoint(checkpoints / "best.ckpt")
 
-        train_seeds(cfg, callbacks)
-        return Path(cfg.run_dir)
-    run_dir = Path(cfg.run_dir)
+
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
+    """Train one GAN as `cfg` says, with any extra Lightning `callbacks`; returns the run dir.
+    Holds the run directory's lock throughout (gansweep/lock.py); a signal stops it as
+    gansweep/signals.py says."""
+    console.quiet()
+    validate(cfg)  # bad settings fail here, before anything is locked, built or written
+    with signals.stop_at_once():
+        if OmegaConf.select(cfg, "train.seeds") is not None:  # several seeds, one packed job
+            from gansweep.seeds import train_seeds
+
+            train_seeds(cfg, callbacks)
+            return Path(cfg.run_dir)
+        run_dir = Path(cfg.run_dir)
+        with lock.hold([run_dir]):
+            return train_one(cfg, run_dir, callbacks)
+
+
+def train_one(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> Path:
     restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
     done = records.read_result(run_dir)
     if done:
@@ -111,7 +126,6 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> Path:
             print(f"gansweep: run already {done['status']} at iteration "
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")
         return run_dir
-    validate(cfg)  # bad settings fail here, before anything is built or written
     records.clear_failure(run_dir)  # an earlier failure, fixed since
     while train_attempt(cfg, run_dir, callbacks) == "restart":
         pass
@@ -124,21 +138,20 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     if attempt:
         cfg = copy.deepcopy(cfg)
         cfg.seed = restarts.attempt_seed(first_seed, attempt)
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
-        check_resumable(run_dir / "checkpoints" / "last.ckpt", cfg.model)
+    check_checkpoints(run_dir, cfg.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     run = build_run(cfg, run_dir, callbacks)
-    model, preemption, logger, trainer = run.model, run.preemption, run.logger, run.trainer
+    model, stopper, logger, trainer = run.model, run.stopper, run.logger, run.trainer
     try:
         last = run.writers.last.path
         resume_from = last if last.exists() else None
         trainer.fit(model, datamodule=run.data, ckpt_path=resume_from)
         # every rank sees the same divergence (losses are averaged over ranks first)
         restart = restarts.wanted(cfg.train, model.diverged_at, attempt)
-        if trainer.is_global_zero and preemption.preempted_at is None:
+        if trainer.is_global_zero and not stopper.stopped_by:
             recon = run.writers.recon
             summary = (attempt_summary(cfg, model, recon) if restart
                        else finish(cfg, run_dir, run.data, model, recon, trainer))
@@ -147,9 +160,9 @@ def train_attempt(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback
     finally:
         if logger:
             logger.experiment.finish()  # one W&B run per job, even when this one fails
-    if preemption.preempted_at is not None:
-        preemption.requeue(trainer)  # only returns outside submitit (tests)
-        return "preempted"
+    if stopper.stopped_by:
+        stopper.after_fit(trainer)  # requeues under submitit, else raises Interrupted
+        return "preempted"  # outside submitit (tests), and on other ranks
     if restart:
         if trainer.is_global_zero:
             moved_to = restarts.archive(run_dir, attempt, summary)
@@ -190,7 +203,7 @@ class Run:
     data: L.LightningDataModule
     model: L.LightningModule
     writers: RunCallbacks
-    preemption: RequeueOnSignal
+    stopper: signals.StopOnSignal
     logger: object
     trainer: L.Trainer
 
@@ -202,13 +215,13 @@ def build_run(cfg: DictConfig, run_dir: Path, callbacks: Sequence[L.Callback] = 
     model = instantiate(cfg.model)
     writers = run_callbacks(cfg, run_dir)
     callbacks = writers.in_order(callbacks)
-    preemption = RequeueOnSignal(writers.last.path, submitit_signal(), cfg.train.log_every)
-    callbacks.append(preemption)  # after `last`: at iteration k both write k's state
+    stopper = signals.StopOnSignal(writers.last.path, cfg.train.log_every)
+    callbacks.append(stopper)  # after `last`: at iteration k both write k's state
     if cfg.trainer.enable_progress_bar:
         callbacks.append(IterationProgressBar())
     logger = wandb_logger(cfg, run_dir)
     trainer = make_trainer(cfg, run_dir, callbacks, logger)
-    return Run(data, model, writers, preemption, logger, trainer)
+    return Run(data, model, writers, stopper, logger, trainer)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger) -> L.Trainer:

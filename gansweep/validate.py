@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import MISSING, fields, is_dataclass
+from difflib import get_close_matches
+from importlib.resources import files
 from typing import get_args, get_type_hints
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
@@ -34,6 +38,7 @@ _ABSENT = object()
 
 
 def validate(cfg: DictConfig) -> None:
+    _check_nothing_unread(cfg)
     _check_declared(cfg.dataset, Dataset, "dataset.")
     _check_declared(cfg, Settings)
     _check_one_name_per_setting(cfg)
@@ -54,6 +59,70 @@ def validate(cfg: DictConfig) -> None:
     _check_distributed(cfg)
     _check_packed_seeds(cfg)
     _check_networks(cfg)
+
+
+def _shipped_keys() -> DictConfig:
+    """conf/config.yaml as shipped: the keys of its plain (not instantiated) nodes."""
+    return OmegaConf.load(files("gansweep.conf") / "config.yaml")
+
+
+def _check_nothing_unread(cfg: DictConfig) -> None:
+    """A key that no code reads (`+train.typo=5`) is refused: it would be accepted, change
+    the run's name, and do nothing. Settings nodes know their keys from gansweep/settings.py
+    and conf/config.yaml; a node Hydra instantiates, from its target's parameters."""
+    shipped = _shipped_keys()
+    known = {
+        "": {*shipped, *(f.name for f in fields(Settings)), "norm", "arch", "dataset"}
+        - {"defaults", "hydra"},
+        "dataset": {*(f.name for f in fields(Dataset)), "source"},
+        "wandb": set(shipped.wandb), "paths": set(shipped.paths),
+        **{f.name: {g.name for g in fields(f.type)} for f in fields(Settings)
+           if is_dataclass(f.type)},
+    }
+    for prefix, keys in known.items():
+        node = OmegaConf.select(cfg, prefix) if prefix else cfg
+        _refuse_unknown(prefix, [k for k in node if k not in keys and k != "hydra"], keys)
+    for prefix, node in _instantiated(cfg):
+        parameters = _parameters(node["_target_"])
+        if parameters is not None:
+            keys = [k for k in node if not (k.startswith("_") and k.endswith("_"))]
+            _refuse_unknown(prefix, [k for k in keys if k not in parameters], parameters)
+
+
+def _refuse_unknown(prefix: str, unknown: list, keys) -> None:
+    if not unknown:
+        return
+    key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+    near = get_close_matches(str(unknown[0]), sorted(map(str, keys)), n=1)
+    hint = f"did you mean {prefix + '.' if prefix else ''}{near[0]}? " if near else ""
+    where = prefix or "the root config"
+    listed = f"the settings of {where} are: {', '.join(sorted(map(str, keys)))}" \
+        if len(keys) <= 15 else f"{where} takes its target's parameters"
+    raise ConfigError(f"{key}: no such setting, so nothing would read it; {hint}{listed}")
+
+
+def _instantiated(cfg: DictConfig, prefix: str = ""):
+    """(dotted key, node) of every node with a `_target_`, outside Hydra's own."""
+    for key in cfg:
+        if key == "hydra":
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            path = f"{prefix}{key}"
+            if "_target_" in node:
+                yield path, node
+            yield from _instantiated(node, path + ".")
+
+
+def _parameters(target: str) -> set[str] | None:
+    """The keyword parameters `target` takes (None: it takes any, or cannot be inspected)."""
+    try:
+        signature = inspect.signature(get_object(target))
+    except Exception:  # noqa: BLE001  a bad target is reported when it is instantiated
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    return set(signature.parameters)
 
 
 def _check_declared(node: DictConfig, schema: type, prefix: str = "") -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -90,6 +92,18 @@ class CrashAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, *args):
         if pl_module.iteration == self.iteration:
             raise RuntimeError("simulated crash")
+
+
+class SignalAt(L.Callback):
+    """Sends this process `signum` (default: SLURM's warning signal under submitit) during
+    iteration `iteration`."""
+
+    def __init__(self, iteration: int, signum: int = signal.SIGUSR2):
+        self.iteration, self.signum = iteration, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.iteration + 1 == self.iteration:
+            os.kill(os.getpid(), self.signum)
 
 
 class PoisonGenerator(L.Callback):

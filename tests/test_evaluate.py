@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gansweep.errors import GansweepError
 from gansweep.evaluate import main
 from gansweep.train import train
 
@@ -45,7 +46,7 @@ def test_clear_errors_for_a_wrong_directory_or_checkpoint(run, tmp_path, capsys)
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
     assert "not a gansweep run directory" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    with pytest.raises(GansweepError, match="no checkpoint at"):
         main([str(run), "--checkpoint", str(tmp_path / "nope.ckpt")])
 
 

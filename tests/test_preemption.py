@@ -8,22 +8,11 @@ import json
 import os
 import signal
 
-import lightning as L
 import pytest
 import torch
 
+from conftest import SignalAt
 from gansweep.train import train
-
-
-class SignalAt(L.Callback):
-    """Sends this process SLURM's warning signal during iteration `iteration`."""
-
-    def __init__(self, iteration: int):
-        self.iteration = iteration
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if pl_module.iteration + 1 == self.iteration:
-            os.kill(os.getpid(), signal.SIGUSR2)
 
 
 @pytest.fixture

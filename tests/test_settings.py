@@ -131,7 +131,7 @@ REACHES = {
     "train.optimizer.eps": (1e-7, lambda b: optimiser_defaults(b, "eps"), []),
     "train.ckpt_every": (4, lambda b: [b.last.every], []),
     "train.sample_every": (4, lambda b: [b.samples.every], []),
-    "train.log_every": (4, lambda b: [b.losses.every, b.preemption.every], []),
+    "train.log_every": (4, lambda b: [b.losses.every, b.stopper.every], []),
     "train.compile": ("default", lambda b: [b.model.compile_mode], []),
     "train.restart_on_early_divergence": (5, latest_restart_iteration, []),
     "train.max_restarts": (2, restarts_allowed, []),

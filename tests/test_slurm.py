@@ -21,10 +21,10 @@ from wandb_files import offline_runs
 pytestmark = pytest.mark.slow
 
 # Slow enough (digits, the default networks, ~0.1 s per iteration with 2 processes on 2
-# cores) that the test can signal a job mid-run; quick tests.
+# cores) that the test can signal a job mid-run; quick tests; the progress bar and W&B as
+# shipped (a preempted job with the bar on must resume too).
 SWEEP = ["train.iters=80", "train.ckpt_every=40", "recon.every=10", "recon.n_images=8",
-         "recon.steps=5", "final.n_images=16", "final.steps=10",
-         "trainer.enable_progress_bar=false"]
+         "recon.steps=5", "final.n_images=16", "final.steps=10"]
 
 
 def cluster_is_up() -> bool:

@@ -17,6 +17,20 @@ from gansweep.validate import ConfigError
     ("dataset.image_size=36", "arch=dcgan with dataset.image_size=36: DCGAN needs an image "
                               "size that halves evenly"),
     ("dataset.image_size=4", "DCGAN needs images of at least 8 px"),
+    ("train.seeds=3", "train.seeds=3: must be a list of distinct whole numbers"),
+    # a key nobody reads: refused, with the nearest real one
+    ("+train.iter=5", "train.iter: no such setting, so nothing would read it; did you mean "
+                      "train.iters?"),
+    ("+recon.stepz=3", "did you mean recon.steps?"),
+    ("+wandb.projet=x", "did you mean wandb.project?"),
+    ("+paths.out=x", "paths.out: no such setting"),
+    ("+dataset.rot=x", "did you mean dataset.root?"),
+    ("+lr=1", "lr: no such setting, so nothing would read it; the settings of the root "
+              "config are"),
+    # a node Hydra instantiates takes its target's parameters
+    ("+trainer.max_step=5", "did you mean trainer.max_steps?"),
+    ("+arch.generator.widht=8", "did you mean arch.generator.width?"),
+    ("+train.optimizer.momentun=0.9", "did you mean train.optimizer.momentum?"),
 ])
 def test_bad_settings_fail_before_anything_is_written(make_cfg, tmp_path, override, message):
     cfg = make_cfg(override)
@@ -142,3 +156,10 @@ def test_a_data_set_config_without_a_declared_setting_is_refused(make_cfg):
 
     with pytest.raises(ConfigError, match="dataset.holdout is not set"):
         validate(make_cfg("~dataset.holdout", "final.n_images=16"))
+
+
+def test_a_key_the_code_reads_may_be_added(make_cfg):
+    from gansweep.validate import validate
+
+    # a Trainer parameter the shipped config does not set, and RMSprop's momentum
+    validate(make_cfg("+trainer.gradient_clip_val=1.0", "+train.optimizer.momentum=0.5"))

@@ -1,3 +1,4 @@
 from gansweep.benchmark import main
+from gansweep.cli import run_command
 
-main()
+run_command(main)

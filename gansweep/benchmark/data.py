@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from gansweep.benchmark.common import device_name, training_iteration_time
+from gansweep.cli import positive_float, positive_int
 from gansweep.recon import PAPER_BATCH
 
 
@@ -79,8 +80,8 @@ def _images_per_second(loader, seconds: float) -> float:
 def add_arguments(parser) -> None:
     parser.add_argument("--datasets", nargs="+",
                         default=["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"])
-    parser.add_argument("--images", type=int, default=612, help="images in each fake data set")
-    parser.add_argument("--seconds", type=float, default=3.0, help="loading time per row")
+    parser.add_argument("--images", type=positive_int, default=612, help="images in each fake data set")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="loading time per row")
 
 
 def report(rows: list[dict], args) -> None:

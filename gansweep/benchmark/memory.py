@@ -20,6 +20,7 @@ import torch
 
 from gansweep.benchmark.common import device_name
 from gansweep.capacity import Peak
+from gansweep.cli import positive_int
 from gansweep.recon import ReconSettings, reconstruct
 
 ARCHS = {  # the paper's networks at 64 px (celeba's settings: only the config is used)
@@ -91,9 +92,9 @@ def run(args) -> list[dict]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    parser.add_argument("--images", type=int, default=64,
+    parser.add_argument("--images", type=positive_int, default=64,
                         help="images in the evaluator's measured chunk")
-    parser.add_argument("--iterations", type=int, default=2,
+    parser.add_argument("--iterations", type=positive_int, default=2,
                         help="training iterations measured (after one warm-up)")
 
 

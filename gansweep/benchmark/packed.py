@@ -26,7 +26,9 @@ from gansweep.benchmark.common import device_name, synchronize
 from gansweep.benchmark.memory import MIB
 from gansweep.benchmark.train import SETTINGS
 from gansweep.capacity import Peak
+from gansweep.cli import positive_int
 from gansweep.gan import batch_loss
+from gansweep.norms import VARIANTS
 from gansweep.packing import Packed
 
 NORMS = ["vanilla", "bn", "wn"]
@@ -119,8 +121,8 @@ def run(args) -> list[dict]:
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--norms", nargs="+", default=NORMS)
-    parser.add_argument("--copies", nargs="+", type=int, default=COPIES,
+    parser.add_argument("--norms", nargs="+", default=NORMS, choices=sorted(VARIANTS))
+    parser.add_argument("--copies", nargs="+", type=positive_int, default=COPIES,
                         help="K: seeds packed into one network")
 
 

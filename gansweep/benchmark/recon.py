@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from gansweep.benchmark.common import device_name, timed, training_iteration_time
+from gansweep.cli import non_negative_int, positive_int
 from gansweep.gan import GAN
+from gansweep.norms import VARIANTS
 from gansweep.recon import PAPER_BATCH, ReconSettings, frozen, reconstruct
 
 
@@ -90,15 +92,15 @@ def run(args) -> dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--norm", default="wn")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--n-images", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--chunk-size", type=int, default=ReconSettings.chunk_size,
+    parser.add_argument("--norm", default="wn", choices=sorted(VARIANTS))
+    parser.add_argument("--image-size", type=positive_int, default=64)
+    parser.add_argument("--width", type=positive_int, default=64)
+    parser.add_argument("--n-images", type=positive_int, default=200)
+    parser.add_argument("--steps", type=non_negative_int, default=10)
+    parser.add_argument("--chunk-size", type=positive_int, default=ReconSettings.chunk_size,
                         help="default: 64 on CPU, all images on GPU")
-    parser.add_argument("--every", type=int, default=1000, help="iterations between tests")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--every", type=positive_int, default=1000, help="iterations between tests")
+    parser.add_argument("--repeat", type=positive_int, default=1)
 
 
 def report(result: dict, args) -> None:

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gansweep.benchmark.common import device_name, synchronize
+from gansweep.cli import positive_int
+from gansweep.norms import VARIANTS
 
 NORMS = ["vanilla", "bn", "wn", "sn"]
 SETTINGS = {
@@ -240,11 +242,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="fewer iterations and repeats: rougher ratios, under 5 minutes")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--norms", nargs="+", default=NORMS)
-    parser.add_argument("--log-every", type=int, help="train.log_every (default: by setting)")
-    parser.add_argument("--reads", type=int, help="timed reads of the losses: the window is "
+    parser.add_argument("--norms", nargs="+", default=NORMS, choices=sorted(VARIANTS))
+    parser.add_argument("--log-every", type=positive_int, help="train.log_every (default: by setting)")
+    parser.add_argument("--reads", type=positive_int, help="timed reads of the losses: the window is "
                         "reads x log_every iterations (default: by setting)")
-    parser.add_argument("--repeat", type=int, help="interleaved repeats (default: by setting)")
+    parser.add_argument("--repeat", type=positive_int, help="interleaved repeats (default: by setting)")
     parser.add_argument("--compile", metavar="MODE",
                         help="also time train.compile=MODE (e.g. default, reduce-overhead)")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gansweep.errors import GansweepError
+from gansweep.errors import SPLIT_REMADE, GansweepError, damaged, first_line
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def load_or_make_split(path: Path, dataset: str, fingerprint: str, size: int, se
         split = make_split(dataset, fingerprint, size, seed, holdout)
         save_split(split, path)
         return split
-    split = Split(**json.loads(path.read_text()))
+    split = read_split(path)
     wanted = dict(dataset=dataset, fingerprint=fingerprint, seed=seed, holdout=holdout)
     found = {k: getattr(split, k) for k in wanted}
     if found != wanted or len(split.permutation) != size:
@@ -68,6 +68,13 @@ def load_or_make_split(path: Path, dataset: str, fingerprint: str, size: int, se
             f"original data."
         )
     return split
+
+
+def read_split(path: Path) -> Split:
+    try:
+        return Split(**json.loads(path.read_text()))
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        raise damaged(path, first_line(error), without=SPLIT_REMADE) from None
 
 
 def save_split(split: Split, path: Path) -> None:

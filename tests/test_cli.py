@@ -1,0 +1,101 @@
+"""No traceback for a user's mistake at any entry point: bad values, file-system errors
+(disk full, read-only, a file where a directory should be) end in one line and exit 1."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+
+from conftest import TINY
+from gansweep import records
+from gansweep.__main__ import main
+from gansweep.cli import describe_os_error, run_command
+
+QUICK = [*TINY, "train.iters=2", "recon.every=2", "train.ckpt_every=2", "train.sample_every=2"]
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/data/run/summary.json")
+
+
+def test_a_file_system_error_is_one_line_naming_the_path_and_the_fix():
+    line = describe_os_error(OSError(errno.EROFS, "Read-only file system", "/ro/run"))
+    assert line == ("/ro/run: Read-only file system; that file system is read-only: write "
+                    "elsewhere (paths.output_dir)")
+    with pytest.raises(SystemExit) as exit_:
+        run_command(lambda argv: disk_full())
+    assert exit_.value.code.startswith("gansweep: /data/run/summary.json: No space left on "
+                                       "device; free some space there")
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["gansweep", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        HydraConfig.instance().cfg = None  # the app's config must not outlive it here
+    said = capsys.readouterr()
+    return code, said.out + said.err
+
+
+def test_a_disk_full_during_a_run_ends_it_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(records, "write_summary", disk_full)
+    code, said = run_main(monkeypatch, capsys, *QUICK, f"paths.output_dir={tmp_path}")
+    assert code == 1 and "Traceback" not in said
+    assert "gansweep: /data/run/summary.json: No space left on device" in said
+
+
+def test_a_disk_full_in_a_sweep_fails_that_run_and_the_others_go_on(tmp_path, monkeypatch,
+                                                                   capsys):
+    real = records.write_summary
+
+    def full_for_bn(run_dir, summary):
+        if summary["norm"] == "bn":
+            disk_full()
+        real(run_dir, summary)
+
+    monkeypatch.setattr(records, "write_summary", full_for_bn)
+    code, said = run_main(monkeypatch, capsys, "-m", *QUICK, f"paths.output_dir={tmp_path}",
+                          "norm=bn,wn")
+    assert code == 1  # the sweep reports its failed run, after its table
+    (failed,) = tmp_path.glob("sweeps/*/*norm=bn,*/failed.json")
+    assert "No space left on device" in failed.read_text()
+    assert list(tmp_path.glob("sweeps/*/*norm=wn,*/summary.json"))
+
+
+@pytest.mark.slow
+def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for mode in ([], ["-m"]):
+        done = subprocess.run([sys.executable, "-m", "gansweep", *mode,
+                               f"paths.output_dir={tmp_path}/a_file/outputs"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            f"gansweep: cannot make the output directory: {tmp_path}/a_file/outputs")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["gansweep.evaluate", "RUN", "--n-images", "0"],
+    ["gansweep.evaluate", "RUN", "--steps", "-2"],
+    ["gansweep.benchmark", "train", "--norms", "bogus"],
+    ["gansweep.benchmark", "recon", "--repeat", "0"],
+    ["gansweep.report", "NOWHERE"],
+])
+def test_other_entry_points_end_bad_values_in_one_line(tmp_path, command):
+    command = [str(tmp_path) if c == "RUN" else str(tmp_path / "nowhere") if c == "NOWHERE"
+               else c for c in command]
+    done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # argparse's usage may come before it
+    assert ": error: argument" in last or last.startswith("gansweep: "), done.stderr

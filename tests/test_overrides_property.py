@@ -57,7 +57,16 @@ def image_size_is_valid(arch: str, size: int) -> bool:
     return True
 
 
-ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", *NUMBERS]
+# a run directory's file damaged before the command (run_dir=<DAMAGED>), or a key nobody reads
+DAMAGES = {
+    "last.ckpt": ("checkpoints/last.ckpt", b"PK\x03\x04 torn"),
+    "summary.json": ("summary.json", b'{"status": "fin'),
+    "train.csv": ("train.csv", b"epoch,loss\n1,0.5\n"),
+    "recon.csv": ("recon.csv", b"\xff\xfe\x00garbage"),
+    "best.ckpt": ("checkpoints/best.ckpt", b"not a checkpoint"),
+}
+UNREAD = ["+train.iter=5", "+recon.stepz=2", "+trainer.max_step=3", "+paths.out=x", "+lr=1"]
+ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", "file", "key", *NUMBERS]
 
 
 @st.composite
@@ -78,12 +87,16 @@ def command_lines(draw):
         overrides.append(f"dataset.image_size={size}")
     if "dataset" in broken:
         overrides.append("dataset=celeba")  # a data set that is not on this machine
+    damage = draw(st.sampled_from(sorted(DAMAGES))) if "file" in broken else None
+    if "key" in broken:
+        overrides.append(draw(st.sampled_from(UNREAD)))
     for key, (good, bad) in NUMBERS.items():
         if key in broken or draw(st.integers(0, 3)) == 0:
             value = draw(bad if key in broken else good)
             overrides.append(f"{key}={value}")
             batch = value if key == "train.batch_size" else batch
-    return overrides, not broken and not batchnorm_sees_one_value(norm, arch, size, batch)
+    return overrides, damage, not broken and not batchnorm_sees_one_value(norm, arch, size,
+                                                                          batch)
 
 
 def batchnorm_sees_one_value(norm: str, arch: str, size: int, batch: int) -> bool:
@@ -100,13 +113,18 @@ counter = itertools.count()
 @settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @example((["norm=bn", "arch=resnet", *TINY_NETS["resnet"], "dataset.image_size=4",
-           "train.batch_size=1"], False))  # BN on 1x1 maps of one image (found once here)
+           "train.batch_size=1"], None, False))  # BN on 1x1 maps of one image (found once)
 @given(command_lines())
 def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
         tmp_path, capsys, monkeypatch, case):
-    overrides, valid = case
+    overrides, damage, valid = case
     event("valid" if valid else "invalid")
     out_dir = tmp_path / str(next(counter))
+    if damage:  # a run directory holding the damaged file, where the command trains
+        name, content = DAMAGES[damage]
+        (out_dir / "damaged" / name).parent.mkdir(parents=True)
+        (out_dir / "damaged" / name).write_bytes(content)
+        overrides = [*overrides, f"run_dir={out_dir}/damaged"]
     monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.setattr(sys, "argv", ["gansweep", *QUICK, f"paths.output_dir={out_dir}",
                                       *overrides])
@@ -125,6 +143,9 @@ def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
     else:
         assert code == 1, said[-3000:]
         assert not list(out_dir.glob("runs/*/checkpoints")), "invalid input trained"
+        if damage:  # the damaged file is left as it was, for the user to look at
+            name, content = DAMAGES[damage]
+            assert (out_dir / "damaged" / name).read_bytes() == content
         message = [line for line in said.splitlines()
                    if "gansweep:" in line or "Could not find" in line
                    or "Error" in line]

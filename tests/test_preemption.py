@@ -5,7 +5,6 @@ exercised on the local cluster in tests/test_slurm.py."""
 
 import csv
 import json
-import os
 import signal
 
 import pytest

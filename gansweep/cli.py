@@ -72,9 +72,15 @@ class WritableOutputs(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         # the run directory's name reads ${hydra:...}, which needs Hydra's config set (as
-        # run_job sets it next)
-        HydraConfig.instance().set_config(config)
-        self._make(config.hydra.run.dir)
+        # run_job sets it next); given back after, as run_job gives back what it found
+        hydra = HydraConfig.instance()
+        before = hydra.cfg
+        hydra.set_config(config)
+        try:
+            directory = config.hydra.run.dir
+        finally:
+            hydra.cfg = before
+        self._make(directory)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._make(config.hydra.sweep.dir)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from hydra.core.hydra_config import HydraConfig
 
 from conftest import TINY
 from gansweep import records
@@ -39,8 +38,6 @@ def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
         code = 0
     except SystemExit as exit_:
         code = exit_.code
-    finally:
-        HydraConfig.instance().cfg = None  # the app's config must not outlive it here
     said = capsys.readouterr()
     return code, said.out + said.err
 

@@ -33,9 +33,10 @@ KILLS = ((15, signal.SIGKILL), (40, signal.SIGTERM), (70, signal.SIGKILL))
 
 
 def user_env() -> dict:
-    """A user's environment: no WANDB_MODE left by W&B runs earlier in this pytest process,
-    so the shipped default (offline) applies."""
-    return {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    """A user's environment: none of the WANDB_* variables that W&B runs earlier in this
+    pytest process exported (its mode, the address of its service, which ends with them), so
+    the shipped default (offline) applies."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
 
 
 def command(output_dir: Path) -> list[str]:

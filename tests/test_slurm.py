@@ -48,7 +48,7 @@ def slurm():
 def user_env() -> dict:
     """A user's environment: without the WANDB_MODE that earlier W&B runs in this pytest
     process exported (W&B's offline mode sets it), so the default, offline, applies."""
-    return {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
 
 
 def gansweep(*args: str) -> list[str]:

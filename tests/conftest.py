@@ -78,6 +78,23 @@ def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
         return torch.tensor([[float(v) for v in row.values()] for row in csv.DictReader(f)])
 
 
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """`python -m gansweep *args` through its own entry point, in this process: (exit code,
+    what it printed)."""
+    import sys
+
+    from gansweep.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["gansweep", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    said = capsys.readouterr()
+    return code, said.out + said.err
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     return lambda *overrides, **kw: compose_config(tmp_path, *overrides, **kw)

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, run_main
 from gansweep import records
-from gansweep.__main__ import main
 from gansweep.cli import describe_os_error, run_command
 
 QUICK = [*TINY, "train.iters=2", "recon.every=2", "train.ckpt_every=2", "train.sample_every=2"]
@@ -29,17 +28,6 @@ def test_a_file_system_error_is_one_line_naming_the_path_and_the_fix():
         run_command(lambda argv: disk_full())
     assert exit_.value.code.startswith("gansweep: /data/run/summary.json: No space left on "
                                        "device; free some space there")
-
-
-def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["gansweep", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    said = capsys.readouterr()
-    return code, said.out + said.err
 
 
 def test_a_disk_full_during_a_run_ends_it_in_one_line(tmp_path, monkeypatch, capsys):

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import ARCHS, NORMS, TINY_NETS
-from gansweep.__main__ import main
+from conftest import ARCHS, NORMS, TINY_NETS, run_main
 
 pytestmark = pytest.mark.slow
 
@@ -126,15 +124,8 @@ def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
         (out_dir / "damaged" / name).write_bytes(content)
         overrides = [*overrides, f"run_dir={out_dir}/damaged"]
     monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data-here"))
-    monkeypatch.setattr(sys, "argv", ["gansweep", *QUICK, f"paths.output_dir={out_dir}",
-                                      *overrides])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    said = capsys.readouterr()
-    said = said.out + said.err
+    code, said = run_main(monkeypatch, capsys, *QUICK, f"paths.output_dir={out_dir}",
+                          *overrides)
     assert "Traceback" not in said, said[-3000:]
     if valid:
         assert code == 0, said[-3000:]

@@ -1,4 +1,4 @@
-"""`python -m gansweep [overrides] [-m]`: the Hydra app around `gansweep.train.train`."""
+"""`python -m gansweep [overrides] [-m]`: the Hydra app around `gansweep.job.train`."""
 
 import logging
 import sys
@@ -20,7 +20,7 @@ def main(cfg: DictConfig) -> None:
     from gansweep.cli import describe_os_error
     from gansweep.lock import RunDirectoryBusy
     from gansweep.signals import Interrupted
-    from gansweep.train import train
+    from gansweep.job import train
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
 def record_failure(cfg: DictConfig, error: Exception) -> None:
     """failed.json for the sweep's table; where even that cannot be written (the disk that
     failed the run), the log line above is the record."""
-    from gansweep.seeds import write_failures
+    from gansweep.run import write_failures
 
     try:
         write_failures(cfg, error)

@@ -17,6 +17,10 @@ optimisation) and special-cases manual optimisation with warnings, so the trigge
 the checkpoints are Lightning's full `trainer.save_checkpoint` (model, optimisers, loops,
 callback states), written to a temporary file and renamed so a kill never leaves a torn one.
 
+They are written against `RunModule` and `RunTrainer`, the parts of their module and trainer
+they may use: a run alone passes its GAN and Lightning's Trainer, a packed seed its views of
+the packed job (gansweep/packed.py), so each callback is written and tested once.
+
 Order matters: `IterationCheckpoint` goes last, so a checkpoint taken at iteration k holds
 everything done at k (the evaluation's best-so-far state, its `recon.csv` row); a run
 resumed from it goes on with iteration k + 1.
@@ -28,8 +32,10 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, ContextManager, Protocol, runtime_checkable
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import save_image
 
@@ -38,7 +44,44 @@ from gansweep.recon import ReconSettings, reconstruct
 from gansweep.tracking import log_images
 
 
-def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+@runtime_checkable
+class RunModule(Protocol):
+    """What a run's callbacks use of their module: `gan.GAN`, or one seed of a packed job
+    (`packed.SeedModule`)."""
+
+    iteration: int  # GAN iterations done (at a divergence: the faulty one)
+    diverged_at: int | None  # set by the running test when G's output is not finite
+    read: list  # (iteration, losses) rows read back and not yet written
+    latest_losses: dict  # the last row read, by column
+
+    def read_losses(self) -> bool:
+        """Reads the unread losses back; whether this run is still live (all finite)."""
+
+    def generator_alone(self) -> ContextManager[torch.nn.Module]:
+        """This run's G as a network of its own, for as long as the block runs."""
+
+    def samples(self) -> torch.Tensor:
+        """G's images from the run's fixed codes, in eval mode."""
+
+
+@runtime_checkable
+class RunTrainer(Protocol):
+    """What a run's callbacks use of their trainer: Lightning's `Trainer`, or one seed's view
+    of the packed job's (`packed.SeedTrainer`)."""
+
+    is_global_zero: bool
+    world_size: int
+    global_step: int
+    loggers: list  # the run's own loggers
+    datamodule: Any  # gansweep.data.module.GANData: heldout_images()
+    strategy: Any  # Lightning's Strategy: broadcast, reduce, barrier
+    should_stop: bool  # set: this run ends after the current iteration
+
+    def save_checkpoint(self, filepath, weights_only: bool = False) -> None:
+        """The run's checkpoint, as a run alone writes it, to `filepath`."""
+
+
+def atomic_save_checkpoint(trainer: RunTrainer, path: Path) -> None:
     """`trainer.save_checkpoint` to `path` via a temporary file (every rank must call it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -67,9 +110,9 @@ class RunningRecon(_EveryN):
     """The paper's running test on the first `n_images` held-out images."""
 
     def __init__(self, every: int, last: int, n_images: int, settings: ReconSettings,
-                 history: IterationCsv, best_path):
+                 history: IterationCsv, best_path, progress: str | None = None):
         super().__init__(every, last)
-        self.n_images, self.settings = n_images, settings
+        self.n_images, self.settings, self.progress = n_images, settings, progress
         self.csv = history  # recon.csv (gansweep.records.recon_history)
         self.best_path = Path(best_path)
         self.best_loss, self.best_iter = math.inf, None
@@ -85,7 +128,10 @@ class RunningRecon(_EveryN):
     def run(self, trainer, pl_module):
         # Once per evaluation, on rank 0 (G is the same on every rank); the others get the
         # result, since all ranks take part in saving best.ckpt.
-        loss = self._test(pl_module.generator) if trainer.is_global_zero else None
+        loss = None
+        if trainer.is_global_zero:
+            with pl_module.generator_alone() as generator:
+                loss = self._test(generator)
         loss = trainer.strategy.broadcast(loss, src=0)
         if not math.isfinite(loss):  # G produces NaN/inf: the run has diverged
             pl_module.diverged_at = pl_module.diverged_at or pl_module.iteration
@@ -102,7 +148,7 @@ class RunningRecon(_EveryN):
             atomic_save_checkpoint(trainer, self.best_path)
 
     def _test(self, generator) -> float:
-        result = reconstruct(generator, self.images, self.settings)
+        result = reconstruct(generator, self.images, self.settings, self.progress)
         # a chunk smaller than asked for ran out of memory: start there next time
         self.settings = replace(self.settings, chunk_size=result.chunk_size)
         return result.mean

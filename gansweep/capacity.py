@@ -27,6 +27,8 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
+from gansweep.trainer import make_trainer
+
 GIB = 2**30
 
 
@@ -118,8 +120,6 @@ def iteration_peak(cfg: DictConfig, build: Callable[[int], torch.nn.Module],
                    copies: int) -> int | None:
     """Bytes one training iteration of `build(copies)` adds at its peak, run as the job runs
     it (its trainer settings, precision included) on random images; None if it ran out."""
-    from gansweep.train import make_trainer
-
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.trainer.enable_progress_bar = False

@@ -73,14 +73,15 @@ def kernels_like_training(cfg: DictConfig) -> None:
 
 
 def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | None = None,
-                 settings: ReconSettings = ReconSettings()) -> dict:
+                 settings: ReconSettings = ReconSettings(), progress: str | None = None) -> dict:
+    """Re-evaluates a run's checkpoint (`progress`: a progress bar's label, None: none)."""
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
     cfg = records.read_config(run_dir)
     kernels_like_training(cfg)
     generator, iteration = load_generator(path)
     images = heldout_images(run_dir, cfg, n_images)
-    rec = reconstruct(generator, images, settings)
+    rec = reconstruct(generator, images, settings, progress)
     name = f"{path.stem}-n{len(images)}-s{settings.steps}"
     result = {**records.identity(cfg), "checkpoint": str(path), "iteration": iteration,
               "n_images": len(images), "steps": settings.steps, "lr": settings.lr,
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not (args.run_dir / "config.yaml").exists():
         parser.error(f"{args.run_dir} is not a gansweep run directory (no config.yaml)")
     settings = ReconSettings(steps=args.steps, lr=args.lr, chunk_size=args.chunk_size)
-    result = evaluate_run(args.run_dir, args.checkpoint, args.n_images, settings)
+    result = evaluate_run(args.run_dir, args.checkpoint, args.n_images, settings,
+                          progress="reconstructing")
     print(f"{result['checkpoint']} (iteration {result['iteration']}): reconstruction error "
           f"{result['recon_mse']:.6f} on {result['n_images']} held-out images, "
           f"{result['steps']} steps; grid and json in {args.run_dir / 'eval'}")

@@ -27,6 +27,7 @@ modules, their parameters and the checkpoints stay those of the networks as buil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -104,8 +105,17 @@ class GAN(L.LightningModule):
                                                 ("d", self.discriminator))}
         return self._compiled["g"], self._compiled["d"]
 
+    def attached_trainer(self) -> L.Trainer | None:
+        """The Trainer fitting this module, or None when it is built alone (tests, the memory
+        probe). Lightning has no public is-attached test: its `trainer` raises without one
+        (tests/test_train.py pins that)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def _ranks(self) -> tuple[int, int]:
-        trainer = self._trainer
+        trainer = self.attached_trainer()
         return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
 
     def sample_codes(self, n: int) -> torch.Tensor:
@@ -184,8 +194,9 @@ class GAN(L.LightningModule):
         one kept, and training ends after the current iteration."""
         if self._unread:
             rows = torch.stack(self._unread)  # (iterations, len(LOSS_COLUMNS))
-            if self._trainer is not None and self.trainer.world_size > 1:
-                rows = self.trainer.strategy.reduce(rows, reduce_op="mean")
+            trainer = self.attached_trainer()
+            if trainer is not None and trainer.world_size > 1:
+                rows = trainer.strategy.reduce(rows, reduce_op="mean")
             first = self.iteration - len(self._unread) + 1
             self._unread = []
             for iteration, losses in enumerate(rows.tolist(), start=first):
@@ -195,9 +206,13 @@ class GAN(L.LightningModule):
                 self.latest_losses = dict(zip(LOSS_COLUMNS, losses))
                 if not all(map(math.isfinite, losses)):
                     self.diverged_at = self.iteration = iteration
-                    if self._trainer is not None:
-                        self.trainer.should_stop = True  # the run ends here, as a result
+                    if trainer is not None:
+                        trainer.should_stop = True  # the run ends here, as a result
         return self.diverged_at is None
+
+    def generator_alone(self) -> contextlib.AbstractContextManager[torch.nn.Module]:
+        """G itself (callbacks.RunModule: a packed seed's G is unpacked for the block)."""
+        return contextlib.nullcontext(self.generator)
 
     @torch.no_grad()
     def samples(self, codes: torch.Tensor | None = None) -> torch.Tensor:

@@ -76,3 +76,76 @@ class Packed(nn.Module):
                            f"{sorted(set(state) ^ set(wanted))}")
         for name, value in wanted.items():
             value[k].copy_(state[name])
+
+
+# --- Checkpoints: a packed job's, and each of its copies' -----------------------------------
+# Pure functions of checkpoint dicts (as Lightning's `trainer.save_checkpoint` makes them and
+# `torch.load` reads them back), so that what a copy's checkpoint holds can be tested without
+# training. `names` maps each unpacked state_dict key to the packed one (`state_names`).
+
+SEED_CALLBACKS = "EachSeed"  # the packed checkpoint's key for its copies' callback states
+
+
+def state_names(nets: dict[str, Packed]) -> dict[str, str]:
+    """{unpacked state_dict key: packed state_dict key} of the packed `nets`, keyed by their
+    attribute name in the module (e.g. {"generator": G, "discriminator": D})."""
+    names = {}
+    for prefix, packed in nets.items():
+        params, buffers = packed.stacked()
+        names.update({f"{prefix}.{n}": f"{prefix}.{_flat(n)}" for n in [*params, *buffers]})
+    return names
+
+
+def slice_optimizer_state(state: dict, k: int) -> dict:
+    """Copy k's part of an optimiser state over stacked parameters (scalars, such as a step
+    count, are the same for every copy)."""
+    per_param = {i: {key: v[k].clone() if torch.is_tensor(v) and v.dim() else v
+                     for key, v in s.items()} for i, s in state["state"].items()}
+    return {"state": per_param, "param_groups": copy.deepcopy(state["param_groups"])}
+
+
+def stack_optimizer_states(states: list[dict]) -> dict:
+    """The optimiser state over stacked parameters whose copy k is `states[k]`."""
+    first = states[0]
+    per_param = {i: {key: torch.stack([s["state"][i][key] for s in states])
+                     if torch.is_tensor(v) and v.dim() else v for key, v in entry.items()}
+                 for i, entry in first["state"].items()}
+    return {"state": per_param, "param_groups": copy.deepcopy(first["param_groups"])}
+
+
+def unpack_checkpoint(packed: dict, k: int, names: dict[str, str]) -> dict:
+    """Copy k's checkpoint, as its run alone writes it, from the packed job's: its weights,
+    optimiser states, seed, GAN state ("gansweep") and callback states."""
+    state = packed["gansweep"]
+    hyper = {key: v for key, v in packed["hyper_parameters"].items() if key != "seeds"}
+    callbacks = packed["callbacks"].get(SEED_CALLBACKS, {}).get("seeds")
+    return {**packed,
+            "state_dict": {name: packed["state_dict"][key][k].clone()
+                           for name, key in names.items()},
+            "optimizer_states": [slice_optimizer_state(s, k)
+                                 for s in packed["optimizer_states"]],
+            "hyper_parameters": {**hyper, "seed": state["seeds"][k]},
+            "gansweep": {"iteration": state["iteration"], "code_rng": state["code_rng"][k],
+                         "diverged_at": state["diverged_at"][k]},
+            "callbacks": callbacks[k] if callbacks else {}}
+
+
+def pack_checkpoints(checkpoints: list[dict], names: dict[str, str]) -> dict:
+    """The packed job's checkpoint from its copies' (all at one iteration, in copy order):
+    `unpack_checkpoint`'s inverse."""
+    first = checkpoints[0]
+    seeds = [c["hyper_parameters"]["seed"] for c in checkpoints]
+    hyper = {key: v for key, v in first["hyper_parameters"].items() if key != "seed"}
+    return {**first,
+            "state_dict": {key: torch.stack([c["state_dict"][name] for c in checkpoints])
+                           for name, key in names.items()},
+            "optimizer_states": [stack_optimizer_states([c["optimizer_states"][i]
+                                                         for c in checkpoints])
+                                 for i in range(len(first["optimizer_states"]))],
+            "hyper_parameters": {**hyper, "seeds": seeds},
+            "gansweep": {"iteration": first["gansweep"]["iteration"], "seeds": seeds,
+                         "code_rng": [c["gansweep"]["code_rng"] for c in checkpoints],
+                         "diverged_at": [c["gansweep"].get("diverged_at")
+                                         for c in checkpoints]},
+            "callbacks": {SEED_CALLBACKS: {"seeds": [c.get("callbacks", {})
+                                                     for c in checkpoints]}}}

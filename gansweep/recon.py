@@ -15,8 +15,9 @@ constant, `PAPER_BATCH = 32`: the objective is sum_i mean_pixels(err_i) / 32 wha
 chunk size, so every image follows exactly the trajectory it would have followed in one of
 the paper's batches of 32, and chunk sizes 1, 32 and "all" give the same per-image errors.
 
-Memory. All images at once is fastest on a GPU but may not fit: the paper's ResNet G at 64 px
-needs about 9 MiB per image here, so the final test's 2000 images need about 18 GB. A chunk
+Memory. All images at once is fastest on a GPU but may not fit: the memory grows with the
+images, and the paper's ResNet G at 64 px on the final test's 2000 images needs more than a
+16 GB GPU has (README, "The metric", the memory table). A chunk
 that runs out of device memory is retried in halves, down to one image, which changes no
 result (see above); `Reconstruction.chunk_size` says what fitted, so a caller that evaluates
 again (the running test) starts there instead of running out of memory each time.
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 PAPER_BATCH = 32
 CPU_CHUNK = 64  # measured: on CPU, chunks of ~64 keep activations in cache; 200 at once is slower
@@ -80,7 +83,8 @@ def per_image_error(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).pow(2).flatten(1).mean(1)
 
 
-def _reconstruct_chunk(generator, images, code_dim, s: ReconSettings) -> Reconstruction:
+def _reconstruct_chunk(generator, images, code_dim, s: ReconSettings,
+                       step_done: Callable[[int], None]) -> Reconstruction:
     z = torch.zeros(len(images), code_dim, device=images.device, dtype=images.dtype,
                     requires_grad=True)
     opt = torch.optim.RMSprop([z], lr=s.lr, alpha=s.alpha, eps=s.eps)
@@ -89,30 +93,42 @@ def _reconstruct_chunk(generator, images, code_dim, s: ReconSettings) -> Reconst
         loss = per_image_error(generator(z), images).sum() / PAPER_BATCH
         loss.backward()
         opt.step()
+        step_done(len(images))
     with torch.no_grad():
         fake = generator(z)
         return Reconstruction(per_image_error(fake, images), z.detach(), fake)
 
 
+def progress_bar(label: str | None, total: int) -> tqdm:
+    """A bar of `total` image-steps labelled `label` (None: none is shown). It leaves no
+    line behind: the caller prints the result."""
+    return tqdm(total=total, desc=label, disable=label is None, leave=False, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+
 def reconstruct(generator: nn.Module, images: torch.Tensor,
-                settings: ReconSettings = ReconSettings()) -> Reconstruction:
-    """Optimise one code per image so that G(z) matches it; G is left exactly as it was."""
+                settings: ReconSettings = ReconSettings(),
+                progress: str | None = None) -> Reconstruction:
+    """Optimise one code per image so that G(z) matches it; G is left exactly as it was.
+    `progress`: the label of a progress bar over the steps (None: no bar)."""
     code_dim = generator.code_dim
     like = next(generator.parameters())
     device = like.device
     images = images.to(device, like.dtype)  # G's precision (a float64 run: trainer.precision)
     chunk = settings.chunk_size or (len(images) if device.type == "cuda" else CPU_CHUNK)
     parts, start = [], 0
-    with frozen(generator), torch.enable_grad():  # callers may sit in a no_grad context
+    with frozen(generator), torch.enable_grad(), \
+            progress_bar(progress, settings.steps * len(images)) as bar:
         while start < len(images):
             attempt = images[start:start + chunk]
             try:
-                part = _reconstruct_chunk(generator, attempt, code_dim, settings)
+                part = _reconstruct_chunk(generator, attempt, code_dim, settings, bar.update)
             except torch.OutOfMemoryError:
                 if len(attempt) == 1:
                     raise
                 chunk = (len(attempt) + 1) // 2  # the same images again, in halves
                 _release_cached_memory(device)
+                bar.n = start * settings.steps  # its steps are done again
                 continue
             parts.append(part)
             start += len(part.errors)

@@ -54,7 +54,7 @@ class Train:
     restart_on_early_divergence: int = whole(0)
     max_restarts: int = whole(3)
     optimizer: Any = field(default_factory=optimizer)  # built by Hydra, lr from train.lr
-    # Several seeds in one job, packed into one network (gansweep/seeds.py): e.g. [0,1,2,3]
+    # Several seeds in one job, packed into one network (gansweep/packed.py): e.g. [0,1,2,3]
     # trains seed=0..3 at once, each written as its own run. null: one run, of `seed`.
     seeds: Optional[list] = None
 

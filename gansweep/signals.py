@@ -15,7 +15,7 @@ rank got one (one collective, so all ranks stop at the same iteration), all writ
 once. Outside training (building, the final test) an interrupting signal stops at once: the
 run resumes from its last checkpoint.
 
-The requeued or re-run job resumes from the checkpoint like any re-run (`train.py`): same
+The requeued or re-run job resumes from the checkpoint like any re-run (gansweep/job.py): same
 iteration, CSVs cut back to it, same W&B run id.
 """
 
@@ -107,7 +107,7 @@ class StopOnSignal(L.Callback):
         self.checkpoint_path = checkpoint_path
         self.requeue_signal = submitit_signal()
         # what writes the checkpoint (default: the trainer's, to checkpoint_path); packed
-        # seeds write each seed's last.ckpt instead (gansweep/seeds.py)
+        # seeds write each seed's last.ckpt instead (gansweep/job.py)
         self.save = save or (lambda trainer: atomic_save_checkpoint(trainer, checkpoint_path))
         self.every = every  # iterations between checks under DDP, where a check is collective
         self.received: int = 0  # the signal the handler got, on this rank (0: none)

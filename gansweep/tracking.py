@@ -92,7 +92,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
         config={**flat_config(cfg), "settings": command_line_settings()
                 if settings_changed is None else settings_changed},
-        # one process may hold several runs at once (packed seeds, gansweep/seeds.py)
+        # one process may hold several runs at once (packed seeds, gansweep/packed.py)
         reinit="create_new",
     )
     # Lightning passes `anonymous=None` to wandb.init, and W&B warns on every run that the

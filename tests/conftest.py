@@ -63,13 +63,22 @@ def compose_config(tmp_path, *overrides, tiny: bool = True):
 
 def train_packed(tmp_path, seeds, *overrides, callbacks=(), tiny: bool = True) -> dict:
     """Trains `seeds` packed (`train.seeds`); {seed: its run directory}."""
+    from gansweep.job import train
     from gansweep.runs import seed_run_dirs
-    from gansweep.train import train
 
     cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides,
                          tiny=tiny)
-    train(cfg, callbacks=callbacks)
-    return seed_run_dirs(cfg)
+    dirs = train(cfg, callbacks=callbacks)
+    assert dirs == seed_run_dirs(cfg)
+    return dirs
+
+
+def train_run(cfg, callbacks=()) -> Path:
+    """Trains the one run `cfg` describes; its run directory."""
+    from gansweep.job import train
+
+    (run_dir,) = train(cfg, callbacks=callbacks).values()
+    return run_dir
 
 
 def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:

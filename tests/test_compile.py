@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator
-from gansweep.train import train
+from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator, train_run
+from gansweep.job import train
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,8 @@ def losses(run: Path) -> torch.Tensor:
 @pytest.mark.parametrize("norm", [n for n in NORMS if n != "sn"])
 def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch, norm):
     short = [f"arch={arch}", f"norm={norm}", "train.iters=3", "final.steps=2"]
-    eager = train(make_cfg(*short, f"run_dir={tmp_path}/eager"))
-    compiled = train(make_cfg(*short, COMPILED, f"run_dir={tmp_path}/compiled"))
+    eager = train_run(make_cfg(*short, f"run_dir={tmp_path}/eager"))
+    compiled = train_run(make_cfg(*short, COMPILED, f"run_dir={tmp_path}/compiled"))
     assert "train.compile=default: the first iteration took" in capsys.readouterr().err
     assert losses(compiled).shape == (3, 4)
     torch.testing.assert_close(losses(compiled), losses(eager), rtol=1e-4, atol=1e-5)
@@ -38,17 +38,17 @@ def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch
 
 
 def test_a_compiled_run_resumes_exactly(make_cfg, tmp_path):
-    straight = train(make_cfg(COMPILED, f"run_dir={tmp_path}/straight"))
+    straight = train_run(make_cfg(COMPILED, f"run_dir={tmp_path}/straight"))
     cfg = make_cfg(COMPILED, f"run_dir={tmp_path}/resumed")
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, callbacks=[CrashAt(5)])
-    resumed = train(cfg)  # from the checkpoint at 3, compiled again
+    resumed = train_run(cfg)  # from the checkpoint at 3, compiled again
     for name in ("train.csv", "recon.csv"):
         assert (resumed / name).read_text() == (straight / name).read_text()
 
 
 def test_a_compiled_run_stops_at_its_divergence(make_cfg):
-    run = train(make_cfg(COMPILED, "train.iters=12"), callbacks=[PoisonGenerator(4)])
+    run = train_run(make_cfg(COMPILED, "train.iters=12"), callbacks=[PoisonGenerator(4)])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_at"] == 5
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)

@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CrashAt, compose_config
+from conftest import CrashAt, compose_config, train_run
 from gansweep.cli import run_command
 from gansweep.errors import DamagedFile
 from gansweep.evaluate import main as evaluate
 from gansweep.report import report
-from gansweep.train import train
+from gansweep.job import train
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished tiny run, copied by each test that damages it."""
     root = tmp_path_factory.mktemp("finished")
-    return train(compose_config(root))
+    return train_run(compose_config(root))
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torchvision import datasets
 
-from conftest import DATASETS
+from conftest import DATASETS, train_run
 from gansweep.data import sets
 from gansweep.data.fakes import (cifar10_checksums, write_celeba, write_cifar10,
                                  write_lsun_bedroom, write_mnist)
 from gansweep.data.split import SplitMismatch
-from gansweep.train import train
+from gansweep.job import train
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_a_few_iterations_on_each_set_at_its_real_size(make_cfg, tmp_path, reque
         {"celeba": write_celeba, "lsun_bedroom": write_lsun_bedroom, "mnist": write_mnist}[name](root)
     cfg = make_cfg(f"dataset={name}", f"dataset.root={root}", "dataset.num_workers=0",
                    *SMALL_SPLIT)
-    run = train(cfg)
+    run = train_run(cfg)
     size = 64 if name in ("celeba", "lsun_bedroom") else 32
     assert cfg.dataset.image_size == size
     assert (run / "samples" / "iter_000006.png").exists()

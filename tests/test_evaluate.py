@@ -8,14 +8,14 @@ from PIL import Image
 
 from gansweep.errors import GansweepError
 from gansweep.evaluate import main
-from gansweep.train import train
+from conftest import train_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from conftest import compose_config
 
-    return train(compose_config(tmp_path_factory.mktemp("evaluate")))
+    return train_run(compose_config(tmp_path_factory.mktemp("evaluate")))
 
 
 def test_reevaluating_best_reproduces_the_final_test(run, capsys):

@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_RUN, compose_config, numbers, train_packed
+from conftest import TINY_RUN, compose_config, numbers, train_packed, train_run
 from gansweep.benchmark.train import SETTINGS
-from gansweep.train import train
+from gansweep.job import train
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -39,7 +39,7 @@ def gpu_share():
 def test_copies_too_many_for_the_gpu_end_naming_a_count_that_then_fits(tmp_path, gpu_share):
     from gansweep import capacity
     from gansweep.errors import GansweepError
-    from gansweep.seeds import packed_gan_factory
+    from gansweep.packed import packed_gan_factory
 
     cfg = compose_config(tmp_path, *DCGAN64, tiny=False)
     build = packed_gan_factory(cfg, list(range(8)))
@@ -76,7 +76,7 @@ def test_packed_seeds_on_a_gpu_train_as_their_runs_alone(tmp_path, norm):
     for seed, run_dir in dirs.items():
         cfg = compose_config(tmp_path, *settings, f"seed={seed}",
                              f"run_dir='{tmp_path}/alone{seed}'", tiny=False)
-        x, y = numbers(run_dir), numbers(train(cfg))
+        x, y = numbers(run_dir), numbers(train_run(cfg))
         assert len(x) == len(y) == 10 and torch.allclose(x, y, rtol=1e-4), seed
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CrashAt
+from conftest import CrashAt, train_run
 from gansweep.gan import LOSS_COLUMNS
 from gansweep.history import IterationCsv
-from gansweep.train import train
+from gansweep.job import train
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +98,7 @@ def test_sigkilled_runs_resume_to_the_uninterrupted_result(tmp_path):
     done = subprocess.run(command(killed), cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env=user_env())
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "final test:" in done.stderr  # the shipped defaults show the final test working
 
     (run_straight,), (run_killed,) = (list(d.glob("runs/*")) for d in (straight, killed))
     for name in ("train.csv", "recon.csv"):
@@ -111,7 +112,7 @@ def test_what_a_kill_during_a_write_leaves_does_not_block_the_resume(make_cfg, t
     """Checkpoints and summaries are written to a temporary file and renamed, CSV rows are
     appended line by line: a kill mid-write leaves a torn temporary file or a torn last
     row. Neither is read back, and the resumed run is the uninterrupted one."""
-    straight = train(make_cfg(f"run_dir={tmp_path}/straight"))
+    straight = train_run(make_cfg(f"run_dir={tmp_path}/straight"))
     cfg = make_cfg()  # 6 iterations, a checkpoint at 3
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, callbacks=[CrashAt(4)])
@@ -122,7 +123,7 @@ def test_what_a_kill_during_a_write_leaves_does_not_block_the_resume(make_cfg, t
         f.write("5,0.69")  # a row cut short
     assert IterationCsv(run / "train.csv", LOSS_COLUMNS).read()[-1]["iter"] == "4"
 
-    resumed = train(cfg)
+    resumed = train_run(cfg)
     for name in ("train.csv", "recon.csv"):
         assert (resumed / name).read_text() == (straight / name).read_text()
     assert json.loads((resumed / "summary.json").read_text()) == \

@@ -16,7 +16,7 @@ import pytest
 
 from gansweep import lock
 from gansweep.lock import RunDirectoryBusy
-from gansweep.train import train
+from gansweep.job import train
 
 HOLD = """
 import sys, time

@@ -10,8 +10,8 @@ import signal
 import pytest
 import torch
 
-from conftest import SignalAt
-from gansweep.train import train
+from conftest import SignalAt, train_run
+from gansweep.job import train
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_signal_checkpoints_at_the_iteration_then_hands_over_to_submitit(make_cf
                                                                        submitit_job, compiled):
     speed = ["train.compile=default"] if compiled else []
     cfg = make_cfg("wandb.mode=offline", *speed)
-    run = train(cfg, callbacks=[SignalAt(4)])
+    run = train_run(cfg, callbacks=[SignalAt(4)])
     assert submitit_job == [signal.SIGUSR2]  # requeued once, after training stopped
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["gansweep"]["iteration"] == 4  # the iteration the signal came in
@@ -52,7 +52,7 @@ def test_signal_checkpoints_at_the_iteration_then_hands_over_to_submitit(make_cf
     submitit_job.clear()
     train(cfg)
     assert submitit_job == []
-    straight = train(make_cfg(*speed, f"run_dir={tmp_path}/straight"))
+    straight = train_run(make_cfg(*speed, f"run_dir={tmp_path}/straight"))
     for name in ("train.csv", "recon.csv"):
         assert (run / name).read_text() == (straight / name).read_text()
     assert json.loads((run / "summary.json").read_text()) == \
@@ -64,7 +64,7 @@ def test_outside_submitit_the_signal_is_left_alone(make_cfg, monkeypatch):
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
     try:
-        run = train(make_cfg(), callbacks=[SignalAt(4)])
+        run = train_run(make_cfg(), callbacks=[SignalAt(4)])
     finally:
         signal.signal(signal.SIGUSR2, previous)
     assert calls == [signal.SIGUSR2]  # whoever installed a handler still gets the signal

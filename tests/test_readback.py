@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import PoisonGenerator
+from conftest import PoisonGenerator, train_run
 from gansweep.gan import GAN
-from gansweep.train import train
+from gansweep.job import train
 
 # ops that copy a tensor's value to the host: item(), bool(), float(), an `if` on a tensor
 HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select",
@@ -55,7 +55,7 @@ def test_iterations_between_reads_copy_nothing_to_the_host(make_cfg):
     cfg = make_cfg("train.iters=8", "train.log_every=8", "recon.every=8", "train.ckpt_every=8",
                    "train.sample_every=8", "wandb.mode=offline",
                    "trainer.enable_progress_bar=true")
-    run = train(cfg, callbacks=[watch])
+    run = train_run(cfg, callbacks=[watch])
     assert watch.mode.seen == []
     # the mechanism is live: the same watch catches a plain `if` on a loss
     with HostReads() as mode:
@@ -76,7 +76,7 @@ def test_losses_come_back_every_log_every_iterations_and_before_each_save(make_c
         return original(self)
 
     monkeypatch.setattr(GAN, "read_losses", counted)
-    run = train(make_cfg("train.iters=12", "train.log_every=4", "recon.every=6",
+    run = train_run(make_cfg("train.iters=12", "train.log_every=4", "recon.every=6",
                          "train.ckpt_every=6", "train.sample_every=6"))
     assert reads == [4, 6, 8, 12]  # log_every, and the running test / checkpoint at 6 and 12
     rows = read_rows(run / "train.csv")
@@ -88,7 +88,7 @@ def test_losses_come_back_every_log_every_iterations_and_before_each_save(make_c
 def test_a_divergence_read_late_stops_the_run_where_it_happened(make_cfg, log_every):
     # G becomes NaN after iteration 4, so iteration 5's losses are NaN; with log_every=100
     # that is only read at iteration 6 (the running test and checkpoint are due there)
-    run = train(make_cfg("train.iters=12", f"train.log_every={log_every}"),
+    run = train_run(make_cfg("train.iters=12", f"train.log_every={log_every}"),
                 callbacks=[PoisonGenerator(4)])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["diverged_at"] == 5 and summary["iters_done"] == 5
@@ -101,7 +101,7 @@ def test_a_divergence_read_late_stops_the_run_where_it_happened(make_cfg, log_ev
 
 def test_nothing_is_saved_from_a_faulty_iteration_that_is_due_for_saving(make_cfg):
     # NaN losses at iteration 6, where the running test, samples and checkpoint are due
-    run = train(make_cfg("train.iters=12"), callbacks=[PoisonGenerator(5)])
+    run = train_run(make_cfg("train.iters=12"), callbacks=[PoisonGenerator(5)])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["diverged_at"] == 6 and summary["status"] == "diverged"
     assert read_rows(run / "train.csv")[-1]["iter"] == "6"

@@ -147,3 +147,25 @@ def test_the_running_test_starts_from_the_chunk_that_fitted(images, tmp_path):
     small.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
     recon._test(small)
     assert set(calls) == {20}
+
+
+def test_a_labelled_reconstruction_shows_its_progress_and_an_unlabelled_one_is_silent(
+        images, capsys, monkeypatch):
+    import gansweep.recon
+
+    counted = []  # (image-steps done, total) of each bar when it closes
+
+    class Counting(gansweep.recon.tqdm):
+        def close(self):
+            counted.append((self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(gansweep.recon, "tqdm", Counting)
+    g = make_generator()
+    settings = ReconSettings(steps=4, chunk_size=16)
+    quiet = reconstruct(g, images, settings)
+    assert capsys.readouterr().err == ""
+    shown = reconstruct(g, images, settings, progress="final test")
+    assert "final test:" in capsys.readouterr().err
+    assert counted[-1] == (4 * len(images), 4 * len(images))  # 3 chunks x 4 steps, all counted
+    assert torch.equal(shown.errors, quiet.errors)  # the bar changes nothing computed

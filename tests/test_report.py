@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, CrashAt
 from gansweep.report import main
-from gansweep.train import train
+from gansweep.job import train
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from conftest import CrashAt, PoisonGenerator
+from conftest import CrashAt, PoisonGenerator, train_run
 from gansweep import restarts
 from gansweep.report import collect, table_rows
-from gansweep.train import train
+from gansweep.job import train
 
 pytestmark = pytest.mark.slow
 RESTART = ["train.iters=6", "train.restart_on_early_divergence=3"]
@@ -27,7 +27,7 @@ def iters(csv_path):
 def test_an_early_divergence_starts_over_with_a_new_seed_and_keeps_the_attempt(
         make_cfg, tmp_path, capsys):
     cfg = make_cfg(*RESTART, "wandb.mode=offline")
-    run = train(cfg, callbacks=[PoisonGenerator(1, seeds=(0,))])  # seed 0 diverges at 2
+    run = train_run(cfg, callbacks=[PoisonGenerator(1, seeds=(0,))])  # seed 0 diverges at 2
 
     summary = summary_of(run)
     assert summary["status"] == "finished" and summary["iters_done"] == 6
@@ -48,7 +48,7 @@ def test_an_early_divergence_starts_over_with_a_new_seed_and_keeps_the_attempt(
     assert iters(run / "train.csv") == [1, 2, 3, 4, 5, 6]
 
     # the restart is a fresh run with the new seed, nothing carried over from the attempt
-    direct = train(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
+    direct = train_run(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
     assert (run / "recon.csv").read_text() == (direct / "recon.csv").read_text()
     assert (run / "train.csv").read_text() == (direct / "train.csv").read_text()
     # the report sees one run, not the attempt as a second one, and says it was restarted
@@ -58,14 +58,14 @@ def test_an_early_divergence_starts_over_with_a_new_seed_and_keeps_the_attempt(
 
 
 def test_a_divergence_after_the_window_is_the_run_s_result(make_cfg):
-    run = train(make_cfg(*RESTART, "train.iters=8"), callbacks=[PoisonGenerator(3)])
+    run = train_run(make_cfg(*RESTART, "train.iters=8"), callbacks=[PoisonGenerator(3)])
     summary = summary_of(run)
     assert summary["status"] == "diverged" and summary["diverged_at"] == 4
     assert summary["restarts"] == [] and not (run / "restarts").exists()
 
 
 def test_restarts_stop_after_max_restarts(make_cfg):
-    run = train(make_cfg(*RESTART, "train.max_restarts=2"), callbacks=[PoisonGenerator(1)])
+    run = train_run(make_cfg(*RESTART, "train.max_restarts=2"), callbacks=[PoisonGenerator(1)])
     summary = summary_of(run)
     assert summary["status"] == "diverged" and summary["diverged_at"] == 2
     assert summary["seed"] == 2 * SECOND_SEED
@@ -73,7 +73,7 @@ def test_restarts_stop_after_max_restarts(make_cfg):
 
 
 def test_off_by_default(make_cfg):
-    run = train(make_cfg("train.iters=6"), callbacks=[PoisonGenerator(1)])
+    run = train_run(make_cfg("train.iters=6"), callbacks=[PoisonGenerator(1)])
     assert summary_of(run)["status"] == "diverged" and summary_of(run)["restarts"] == []
 
 
@@ -82,10 +82,10 @@ def test_a_crash_in_a_restarted_attempt_resumes_that_attempt(make_cfg, tmp_path)
     poison = PoisonGenerator(1, seeds=(0,))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, callbacks=[poison, CrashAt(5)])  # attempt 1 dies after its checkpoint at 3
-    run = train(cfg, callbacks=[poison])
+    run = train_run(cfg, callbacks=[poison])
     assert summary_of(run)["seed"] == SECOND_SEED
     assert len(summary_of(run)["restarts"]) == 1
-    direct = train(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
+    direct = train_run(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
     assert (run / "recon.csv").read_text() == (direct / "recon.csv").read_text()
 
 
@@ -107,12 +107,12 @@ def test_a_kill_while_archiving_an_attempt_is_finished_on_the_next_run(
     assert (tmp_path / "run" / "restarts" / "0.partial").is_dir()
     monkeypatch.setattr(restarts, "_move", real_move)
 
-    run = train(cfg, callbacks=[poison])
+    run = train_run(cfg, callbacks=[poison])
     attempt = run / "restarts" / "0"
     assert summary_of(run)["restarts"] == [{"seed": 0, "diverged_at": 2, "dir": "restarts/0"}]
     assert iters(attempt / "train.csv") == [1, 2] and "seed: 0\n" in \
         (attempt / "config.yaml").read_text()
-    direct = train(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
+    direct = train_run(make_cfg(*RESTART, f"seed={SECOND_SEED}", f"run_dir={tmp_path}/direct"))
     assert (run / "recon.csv").read_text() == (direct / "recon.csv").read_text()
 
 

@@ -1,4 +1,4 @@
-"""Packed seeds (`train.seeds`, gansweep/seeds.py): each seed is the run it would be alone."""
+"""Packed seeds (`train.seeds`, gansweep/packed.py): each seed is the run it would be alone."""
 
 import csv
 import json
@@ -10,9 +10,9 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers,
+from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers, train_run,
                       train_packed)
-from gansweep.train import train
+from gansweep.job import train
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def rows(run_dir: Path, name: str = "train.csv") -> list[dict]:
 def alone(tmp_path, seed, *overrides, name=None):
     cfg = compose_config(tmp_path, f"seed={seed}", f"run_dir='{tmp_path}/{name or f'alone{seed}'}'",
                          *overrides)
-    return train(cfg)
+    return train_run(cfg)
 
 
 def deviation(a: Path, b: Path) -> float:

@@ -141,7 +141,7 @@ REACHES = {
     "recon.steps": (4, lambda b: [b.recon.settings.steps], []),
     "recon.lr": (0.02, lambda b: [b.recon.settings.lr], []),
     "recon.chunk_size": (5, lambda b: [b.recon.settings.chunk_size], []),
-    # the final test runs when training ends (gansweep.train.final_test)
+    # the final test runs when training ends (gansweep.run.final_test)
     "final.n_images": (12, lambda b: [b.final_summary()["final_n_images"]], []),
     "final.steps": (3, lambda b: [b.final.steps], []),
     "final.lr": (0.02, lambda b: [b.final.lr], []),
@@ -218,17 +218,20 @@ def test_every_documented_setting_has_a_check_of_where_it_arrives():
 
 
 class Built:
-    """What `gansweep.train.build_run` builds from a config, with a few views on it."""
+    """What `gansweep.job.build_group` builds from a config for its run, with a few views on
+    it."""
 
     def __init__(self, cfg, run_dir, downloads):
         import torch
 
         from gansweep import records
-        from gansweep.train import build_run, recon_settings
+        from gansweep.job import build_group
+        from gansweep.run import recon_settings
 
         self.cfg, self.downloads = cfg, downloads
-        run = build_run(cfg, run_dir)
-        self.__dict__.update(vars(run), **vars(run.writers))
+        group = build_group(cfg, {cfg.seed: cfg}, {cfg.seed: Path(run_dir)})
+        run, = group.runs
+        self.__dict__.update(vars(group), logger=run.logger, **vars(run.writers))
         self.deterministic = torch.are_deterministic_algorithms_enabled()
         self.identity = records.identity(cfg)
         self.final = recon_settings(cfg.final)
@@ -236,8 +239,8 @@ class Built:
         self.data_source = getattr(source, "dataset", source)
 
     def final_summary(self) -> dict:
-        """Trains the run, then gansweep.train.finish's summary (the final test's numbers)."""
-        from gansweep.train import finish
+        """Trains the run, then gansweep.run.finish's summary (the final test's numbers)."""
+        from gansweep.run import finish
 
         self.trainer.fit(self.model, datamodule=self.data)
         return finish(self.cfg, Path(self.cfg.run_dir), self.data, self.model, self.recon,

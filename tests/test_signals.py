@@ -13,9 +13,9 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import SignalAt, numbers
+from conftest import SignalAt, numbers, train_run
 from gansweep.signals import Interrupted, stop_at_once
-from gansweep.train import train
+from gansweep.job import train
 
 # what a user runs: the bar and W&B as shipped
 SHIPPED = ["trainer.enable_progress_bar=true", "wandb.mode=offline"]
@@ -48,7 +48,7 @@ def test_a_signal_stops_at_the_iteration_with_a_checkpoint_and_the_rerun_resumes
     assert signal.getsignal(signum) == handler  # the process's handlers given back
 
     train(cfg)  # the same command again
-    straight = train(make_cfg(*SHIPPED, f"run_dir={tmp_path}/straight"))
+    straight = train_run(make_cfg(*SHIPPED, f"run_dir={tmp_path}/straight"))
     same_files(run, straight)
 
 
@@ -84,7 +84,7 @@ def test_in_a_submitit_job_sigterm_checkpoints_and_training_goes_on(make_cfg, tm
 
     previous = signal.signal(signal.SIGTERM, lambda *_: None)  # submitit's bypass
     try:
-        run = train(make_cfg(), callbacks=[SignalAt(2, signal.SIGTERM), Watch()])
+        run = train_run(make_cfg(), callbacks=[SignalAt(2, signal.SIGTERM), Watch()])
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert 2 in saved  # a checkpoint at the signal's iteration (the periodic one is at 3)

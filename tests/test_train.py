@@ -4,14 +4,14 @@ import csv
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator
-from gansweep.train import LOSS_COLUMNS, train
+from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator, train_run
+from gansweep.gan import LOSS_COLUMNS
+from gansweep.job import train
 
 
 def read_csv(path):
@@ -22,7 +22,7 @@ def read_csv(path):
 @pytest.mark.parametrize("norm", ["vanilla", "bn", "wn"])
 def test_every_norm_trains_and_writes_its_outputs(make_cfg, norm):
     cfg = make_cfg(f"norm={norm}")
-    run = train(cfg)
+    run = train_run(cfg)
     assert (run / "config.yaml").read_text().count(f"norm: {norm}") == 1
     rows = read_csv(run / "train.csv")
     assert [int(r["iter"]) for r in rows] == list(range(1, 7))  # one row per GAN iteration
@@ -90,7 +90,7 @@ def test_iterations_are_gan_iterations_not_optimizer_steps(make_cfg):
 def crash_then_rerun(cfg, crash_at):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, callbacks=[CrashAt(crash_at)])
-    return train(cfg)
+    return train_run(cfg)
 
 
 def test_a_rerun_after_a_crash_resumes_and_continues_the_csv(make_cfg):
@@ -107,7 +107,7 @@ def test_a_rerun_after_a_crash_resumes_and_continues_the_csv(make_cfg):
 def test_resumed_run_matches_uninterrupted_run(make_cfg, tmp_path):
     """Resumed at iteration 3, the losses of iterations 4-6 are exactly those of a run never
     interrupted (CPU): data order, codes and optimiser state all come back."""
-    straight = train(make_cfg(f"run_dir={tmp_path}/straight"))
+    straight = train_run(make_cfg(f"run_dir={tmp_path}/straight"))
     resumed = crash_then_rerun(make_cfg(f"run_dir={tmp_path}/resumed"), crash_at=5)
     for name in ("train.csv", "recon.csv"):
         assert read_csv(resumed / name) == read_csv(straight / name)
@@ -123,7 +123,7 @@ def test_a_resume_mid_run_does_not_warn_of_unreliable_results(make_cfg, recwarn)
 
 
 def test_rerunning_a_finished_run_changes_nothing(make_cfg, capsys):
-    run = train(make_cfg())
+    run = train_run(make_cfg())
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     train(make_cfg())
     assert "already finished" in capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_rerunning_a_finished_run_changes_nothing(make_cfg, capsys):
 
 
 def test_a_crash_after_training_before_the_summary_only_redoes_the_final_test(make_cfg):
-    run = train(make_cfg())
+    run = train_run(make_cfg())
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").unlink()
     recon_before = (run / "recon.csv").read_text()
@@ -141,9 +141,9 @@ def test_a_crash_after_training_before_the_summary_only_redoes_the_final_test(ma
 
 
 def test_same_seed_same_losses_other_seed_other_losses(make_cfg, tmp_path):
-    a = train(make_cfg("seed=1", f"run_dir={tmp_path}/a"))
-    b = train(make_cfg("seed=1", f"run_dir={tmp_path}/b"))
-    c = train(make_cfg("seed=2", f"run_dir={tmp_path}/c"))
+    a = train_run(make_cfg("seed=1", f"run_dir={tmp_path}/a"))
+    b = train_run(make_cfg("seed=1", f"run_dir={tmp_path}/b"))
+    c = train_run(make_cfg("seed=2", f"run_dir={tmp_path}/c"))
     assert read_csv(a / "train.csv") == read_csv(b / "train.csv")
     assert read_csv(a / "train.csv") != read_csv(c / "train.csv")
 
@@ -152,7 +152,7 @@ def test_running_recon_reaches_the_logger_against_the_gan_iteration(make_cfg, tm
     cfg = make_cfg()
     cfg.trainer.logger = {"_target_": "lightning.pytorch.loggers.CSVLogger",
                           "save_dir": str(tmp_path / "logs"), "name": "", "version": ""}
-    run = train(cfg)
+    run = train_run(cfg)
     logged = [r for r in read_csv(tmp_path / "logs" / "metrics.csv") if r.get("recon/running")]
     expected = read_csv(run / "recon.csv")
     assert [int(float(r["trainer/iter"])) for r in logged] == [int(r["iter"]) for r in expected]
@@ -163,7 +163,7 @@ def test_running_recon_reaches_the_logger_against_the_gan_iteration(make_cfg, tm
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("norm", NORMS)
 def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
-    run = train(make_cfg(f"arch={arch}", f"norm={norm}", "train.iters=2"))
+    run = train_run(make_cfg(f"arch={arch}", f"norm={norm}", "train.iters=2"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["arch"] == arch and summary["norm"] == norm and summary["iters_done"] == 2
     rows = read_csv(run / "train.csv")
@@ -173,7 +173,7 @@ def test_every_arch_norm_pair_trains(make_cfg, arch, norm):
 
 def test_divergence_is_a_result_not_a_crash(make_cfg, capsys):
     cfg = make_cfg("train.iters=12")
-    run = train(cfg, callbacks=[PoisonGenerator(4)])
+    run = train_run(cfg, callbacks=[PoisonGenerator(4)])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_at"] == 5
     assert summary["iters_done"] == 5  # stopped there, cleanly
@@ -206,6 +206,19 @@ def test_a_run_that_trains_drops_the_failure_an_earlier_attempt_left(make_cfg):
 
     cfg = make_cfg()
     write_failure(Path(cfg.run_dir), cfg, ValueError("out of memory"))
-    run = train(cfg)
+    run = train_run(cfg)
     assert not (run / "failed.json").exists()
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_gan_knows_whether_a_trainer_fits_it(make_cfg):
+    """`GAN.attached_trainer` relies on Lightning's `trainer` raising RuntimeError for a
+    module no Trainer holds (Lightning has no public is-attached test); this pins it."""
+    cfg = make_cfg()
+    model = instantiate(cfg.model)
+    with pytest.raises(RuntimeError):
+        model.trainer
+    assert model.attached_trainer() is None
+    trainer = instantiate(cfg.trainer, callbacks=[])
+    model.trainer = trainer
+    assert model.attached_trainer() is trainer

@@ -2,7 +2,8 @@
 
 import pytest
 
-from gansweep.train import train
+from conftest import train_run
+from gansweep.job import train
 from gansweep.validate import ConfigError
 
 
@@ -76,12 +77,12 @@ def test_resuming_with_another_architecture_or_norm_is_a_clear_error(make_cfg, t
             train(make_cfg(override))
         assert names in str(error.value)
     assert (tmp_path / "run" / "config.yaml").read_text() == config  # the old run untouched
-    assert "finished" in train(make_cfg()).joinpath("summary.json").read_text()
+    assert "finished" in train_run(make_cfg()).joinpath("summary.json").read_text()
 
 
 @pytest.mark.parametrize("devices, processes", [("1", 1), ("2", 2), ("[0,1,2]", 3), ("auto", 1)])
 def test_process_count_reads_every_form_of_trainer_devices(make_cfg, devices, processes):
-    from gansweep.train import distributed
+    from gansweep.trainer import distributed
     from gansweep.validate import process_count
 
     trainer = make_cfg(f"trainer.devices={devices}").trainer

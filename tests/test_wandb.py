@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from conftest import TINY, CrashAt
-from gansweep.train import train
+from conftest import TINY, CrashAt, train_run
+from gansweep.job import train
 from wandb_files import OfflineRun, offline_runs
 
 
@@ -18,7 +18,7 @@ def recon_rows(run):
 
 
 def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
-    run = train(make_cfg("wandb.mode=offline", "norm=bn", "seed=4"))
+    run = train_run(make_cfg("wandb.mode=offline", "norm=bn", "seed=4"))
     (wb,) = offline_runs(run / "wandb")
     assert wb.run.run_id == (run / "wandb_id.txt").read_text()
     # the recon series, against the GAN iteration, equals recon.csv
@@ -52,7 +52,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(make_cfg):
     cfg = make_cfg("wandb.mode=offline")
     with pytest.raises(RuntimeError):
         train(cfg, callbacks=[CrashAt(5)])
-    run = train(cfg)
+    run = train_run(cfg)
     first, second = offline_runs(run / "wandb")
     assert first.run.run_id == second.run.run_id == (run / "wandb_id.txt").read_text()
     series = first.series("recon/running") + second.series("recon/running")
@@ -60,7 +60,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(make_cfg):
 
 
 def test_disabled_writes_no_wandb_files(make_cfg):
-    run = train(make_cfg("wandb.mode=disabled"))
+    run = train_run(make_cfg("wandb.mode=disabled"))
     assert not (run / "wandb").exists() and not (run / "wandb_id.txt").exists()
 
 
@@ -86,6 +86,6 @@ def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
 
 def test_dryrun_is_offline(make_cfg):
     """W&B's own name for offline mode, which its offline runs export as WANDB_MODE."""
-    run = train(make_cfg("wandb.mode=dryrun"))
+    run = train_run(make_cfg("wandb.mode=dryrun"))
     (offline,) = offline_runs(run / "wandb")
     assert offline.run.run_id == (run / "wandb_id.txt").read_text()

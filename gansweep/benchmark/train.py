@@ -69,7 +69,7 @@ class Plan:
         return self.warmup + self.timed + 1  # the last iteration's tests stay outside
 
 
-PLANS = {  # (setting, quick) -> Plan; a DCGAN-64 iteration takes ~0.5 s on a 2-core CPU
+PLANS = {  # (setting, quick) -> Plan; DCGAN-64 iterations are slow on a CPU: fewer of them
     ("digits", False): Plan(log_every=50, reads=2, repeat=5),
     ("digits", True): Plan(log_every=20, reads=2, repeat=2),
     ("dcgan64", False): Plan(log_every=10, reads=3, repeat=3),
@@ -189,7 +189,7 @@ class Window(L.Callback):
 def gansweep_loop(cfg, plan: Plan, log: Path, count_ops: bool = True) -> Window:
     """gansweep's run, observed: `seconds` per iteration, `counter.ops` in one iteration,
     `syncs` in the window (None on CPU), `compile_seconds` (None when eager)."""
-    from gansweep.train import train
+    from gansweep.job import train
 
     window = Window(plan, count_ops)
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):

@@ -1,7 +1,7 @@
 """Images decoded once: kept as uint8 in memory, or in a file on disk shared by every run.
 
-Decoding and resizing JPEGs costs about one CPU core per 600 CelebA images/s, so a GPU run
-from the raw files needs many loader workers. A preprocessed image is small (64 px RGB: 12
+Decoding and resizing JPEGs is slow next to a GPU's training step (README, "Data sets"), so a
+GPU run from the raw files needs many loader workers. A preprocessed image is small (64 px RGB: 12
 KiB as uint8), so gansweep decodes each data set once per preprocessing and serves the
 pixels from then on:
 

@@ -55,10 +55,10 @@ class GANData(L.LightningDataModule):
             dataset = decoded.in_memory(dataset, num_workers)
         self.dataset, self.name = dataset, name
         self.batch_size, self.iters, self.seed = batch_size, iters, seed
-        self.seeds = seeds  # packed seeds (gansweep/seeds.py): each gets its own batches
-        # Decoded images are served by this process: a gather and a division per batch
-        # (65,000 images/s at 64 px on one core here), which worker processes would only
-        # slow down by copying every batch between processes (15,000-20,000 images/s).
+        self.seeds = seeds  # packed seeds (gansweep/packed.py): each gets its own batches
+        # Decoded images are served by this process: a gather and a division per batch,
+        # which worker processes would only slow down by copying every batch between
+        # processes (README, "Data sets", has the figures).
         # The workers decode: the raw files, or the cache's first build.
         decoded_already = cache or in_memory
         self.num_workers = 0 if decoded_already else num_workers

@@ -1,0 +1,206 @@
+"""One run (one seed of a job): its config, the callbacks that write its files, the checks
+before it resumes, and how it ends (final test, `summary.json`, the closing line).
+
+A job (gansweep/job.py) trains one run alone, or several packed (gansweep/packed.py); each
+run is made and ends the same way, so its files do not depend on how it was trained.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gansweep import records, restarts
+from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
+                                RunTrainer, SampleGrids)
+from gansweep.evaluate import load_generator, save_comparison
+from gansweep.gan import LOSS_COLUMNS
+from gansweep.recon import ReconSettings, reconstruct
+from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs
+from gansweep.tracking import log_images
+from gansweep.validate import ConfigError
+
+
+def run_config(cfg: DictConfig, seed: int, run_dir: Path) -> DictConfig:
+    """The config the run `seed=<seed>` alone has: `cfg`'s, with its seed and, for a seed of
+    a packed job (`train.seeds`), its own directory."""
+    one = copy.deepcopy(cfg)
+    with open_dict(one):
+        one.seed = seed
+        if one.train.seeds is not None:
+            one.train.seeds, one.run_dir = None, str(run_dir)
+    return one
+
+
+def progress_label(cfg: DictConfig, test: str) -> str | None:
+    """The label of a reconstruction test's progress bar, shown where the run's is."""
+    return f"{test} test" if cfg.trainer.enable_progress_bar else None
+
+
+def recon_settings(cfg: DictConfig) -> ReconSettings:
+    """The paper's reconstruction protocol with `cfg`'s steps, lr and chunk size."""
+    return ReconSettings(steps=cfg.steps, lr=cfg.lr, chunk_size=cfg.chunk_size)
+
+
+@dataclass
+class RunCallbacks:
+    """The callbacks that write a run's files, in the order they must run."""
+    recon: RunningRecon
+    samples: SampleGrids
+    losses: LossHistory
+    last: IterationCheckpoint  # last: a checkpoint at iteration k then holds all of k's work
+
+    def in_order(self) -> list[L.Callback]:
+        return [self.recon, self.samples, self.losses, self.last]
+
+
+def run_callbacks(cfg: DictConfig, run_dir: Path) -> RunCallbacks:
+    ckpt_dir, iters = run_dir / "checkpoints", cfg.train.iters
+    return RunCallbacks(
+        RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
+                     records.recon_history(run_dir), ckpt_dir / "best.ckpt",
+                     progress_label(cfg, "running")),
+        SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
+        LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every),
+        IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters))
+
+
+# --- Before a resume ------------------------------------------------------------------------
+
+def networks_built(hyper_parameters: dict) -> dict:
+    """What G and D are built from: their configs, the norm and the image shape (not
+    arch.lr or other keys of the arch group, which do not change the networks)."""
+    arch = hyper_parameters.get("arch") or {}
+    return {"arch": {net: arch.get(net) for net in ("generator", "discriminator")},
+            **{k: hyper_parameters.get(k) for k in ("norm", "image_size", "channels")}}
+
+
+def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
+    """A run directory's checkpoint must be of the networks this config builds; otherwise
+    say so, instead of a state_dict size mismatch from deep inside torch."""
+    # mmap: only the small hyperparameters are read here; fit() loads the weights later
+    saved = records.read_checkpoint(checkpoint)["hyper_parameters"]
+    saved, wanted = networks_built(saved), networks_built(
+        OmegaConf.to_container(model_cfg, resolve=True))
+    differs = [k for k in wanted if saved[k] != wanted[k]]
+    if differs:
+        def describe(values: dict) -> str:
+            return ", ".join(f"{k}={values.get(k)!r}" for k in differs)
+
+        raise ConfigError(
+            f"{checkpoint} holds a model with {describe(saved)}, but this config builds "
+            f"{describe(wanted)}; that run directory belongs to other settings: run with the "
+            f"original ones, or give this run a directory of its own (run_dir=...)")
+
+
+def check_checkpoints(run_dir: Path, model_cfg: DictConfig) -> None:
+    """Before a resume: last.ckpt is of this config's networks, and both checkpoints read
+    back (best.ckpt is only read by the final test, after all the training)."""
+    checkpoints = run_dir / "checkpoints"
+    if (checkpoints / "last.ckpt").exists():
+        check_resumable(checkpoints / "last.ckpt", model_cfg)
+    if (checkpoints / "best.ckpt").exists():
+        records.read_checkpoint(checkpoints / "best.ckpt")
+
+
+def resume_iteration(run_dir: Path) -> int:
+    """The iteration the run's last.ckpt resumes at (0: it starts afresh)."""
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return 0
+    return records.read_checkpoint(last)["gansweep"]["iteration"]
+
+
+# --- The records of a packed seed that Hydra writes for a job alone -------------------------
+
+def write_hydra_record(job_dir: Path, seed_dir: Path, seed: int) -> None:
+    """The job's `.hydra/` as `seed=<seed>` alone would have it (the report reads a run's
+    command line from it)."""
+    saved = Path(job_dir) / ".hydra"
+    if not (saved / "hydra.yaml").exists():
+        return
+    target = Path(seed_dir) / ".hydra"
+    target.mkdir(parents=True, exist_ok=True)
+    hydra = OmegaConf.load(saved / "hydra.yaml")
+    task = seed_overrides(list(hydra.hydra.overrides.task), seed)
+    hydra.hydra.overrides.task = task
+    hydra.hydra.job.override_dirname = seed_dirname(hydra.hydra, seed)
+    hydra.hydra.runtime.output_dir = str(seed_dir)
+    OmegaConf.save(hydra, target / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(task), target / "overrides.yaml")
+    config = OmegaConf.load(saved / "config.yaml")
+    config.seed, config.train.seeds = seed, None
+    OmegaConf.save(config, target / "config.yaml")
+
+
+def write_failures(cfg: DictConfig, error: Exception) -> None:
+    """failed.json for the job's run, or for each of its packed seeds without a result (with
+    the `.hydra/` record the table reads its command line from)."""
+    if OmegaConf.select(cfg, "train.seeds") is None:
+        records.write_failure(Path(cfg.run_dir), cfg, error)
+        return
+    for seed, run_dir in seed_run_dirs(cfg).items():
+        if records.read_summary(run_dir) is None:
+            records.write_failure(run_dir, run_config(cfg, seed, run_dir), error)
+            write_hydra_record(Path(cfg.run_dir), run_dir, seed)
+
+
+# --- How a run ends -------------------------------------------------------------------------
+
+def progress(model: RunModule, recon: RunningRecon) -> dict:
+    """How far a run got, and its best running test (None, not inf, when no running test
+    came before a divergence: JSON has no inf)."""
+    return {"iters_done": model.iteration, "best_iter": recon.best_iter,
+            "running_loss": recon.best_loss if recon.best_iter is not None else None}
+
+
+def attempt_summary(cfg: DictConfig, model: RunModule, recon: RunningRecon) -> dict:
+    """What an attempt given up for a restart reached (no final test: it is not a result)."""
+    return {"status": "diverged", "restarted": True, "diverged_at": model.diverged_at,
+            **records.identity(cfg), **progress(model, recon)}
+
+
+def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: RunningRecon,
+           trainer: RunTrainer) -> dict:
+    """The final test, `summary.json`, and the closing line of the run."""
+    best = run_dir / "checkpoints" / "best.ckpt"
+    final = final_test(cfg, data, best, run_dir, trainer) if best.exists() else \
+        {"final_loss": None, "final_iter": None, "final_n_images": 0,
+         "final_steps": cfg.final.steps}
+    diverged = model.diverged_at is not None
+    summary = {
+        "status": "diverged" if diverged else "finished",
+        "diverged_at": model.diverged_at,
+        **records.identity(cfg), **progress(model, recon),
+        "running_n_images": cfg.recon.n_images, "running_steps": cfg.recon.steps,
+        **final,
+        "restarts": restarts.history(run_dir),  # earlier attempts that diverged early
+    }
+    records.write_summary(run_dir, summary)
+    if diverged:
+        best = (f"best running reconstruction error {recon.best_loss:.6f} at iteration "
+                f"{recon.best_iter}" if recon.best_iter is not None else "no running test before it")
+        print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); {best}; "
+              f"checkpoints and history kept in {run_dir}")
+    else:
+        print(f"gansweep: run finished at iteration {model.iteration}: best running "
+              f"reconstruction error {recon.best_loss:.6f} at iteration {recon.best_iter}, "
+              f"final {final['final_loss']:.6f}; outputs in {run_dir}")
+    return summary
+
+
+def final_test(cfg: DictConfig, data, best: Path, run_dir: Path,
+               trainer: RunTrainer | None = None) -> dict:
+    """The paper's final test: the best checkpoint on the final set, with more z steps;
+    `final_recon.png` shows the first targets above their reconstructions."""
+    generator, iteration = load_generator(best)
+    images = data.heldout_images(cfg.final.n_images)
+    rec = reconstruct(generator, images, recon_settings(cfg.final), progress_label(cfg, "final"))
+    save_comparison(images, rec, run_dir / "final_recon.png")
+    log_images(trainer, iteration, final_recon=run_dir / "final_recon.png")
+    return {"final_loss": rec.mean, "final_iter": iteration, "final_n_images": len(images),
+            "final_steps": cfg.final.steps}

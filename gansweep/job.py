@@ -72,7 +72,10 @@ def run_dirs(cfg: DictConfig) -> dict[int, Path]:
 
 
 def locked_dirs(cfg: DictConfig, dirs: dict[int, Path]) -> list[Path]:
-    """A packed job holds its own directory (its resume point) beside its runs'."""
+    """The directories the job's process holds (gansweep/lock.py): its runs', and a packed
+    job's own (its resume point); on rank 0 only, as the ranks of a DDP job are one writer."""
+    if rank_zero_only.rank != 0:
+        return []
     return [Path(cfg.run_dir), *dirs.values()] if packed_job(cfg) else list(dirs.values())
 
 

@@ -15,7 +15,7 @@ system that refuses locks (Lustre without `flock`, some FUSE mounts) the run tra
 with a warning. Lustre's `localflock` and NFS mounted with `nolock` lock per node only: there
 two nodes are not kept apart.
 
-Under DDP the ranks of one job are one writer: rank 0 holds the lock.
+Under DDP the ranks of one job are one writer: rank 0 holds the lock (`job.locked_dirs`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import socket
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
-
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from gansweep.errors import GansweepError
 
@@ -106,13 +104,12 @@ def release(run_dir: Path, fd: int | None) -> None:
 
 @contextlib.contextmanager
 def hold(run_dirs: Iterable[Path]) -> Iterator[None]:
-    """Holds the lock of every directory in `run_dirs` (on rank 0; the other ranks of a DDP
-    job are the same writer) until the block ends; none if one is busy."""
+    """Holds the lock of every directory in `run_dirs` until the block ends; none if one is
+    busy."""
     held: list[tuple[Path, int | None]] = []
     try:
-        if rank_zero_only.rank == 0:
-            for run_dir in sorted(set(map(Path, run_dirs))):
-                held.append((run_dir, acquire(run_dir)))
+        for run_dir in sorted(set(map(Path, run_dirs))):
+            held.append((run_dir, acquire(run_dir)))
         yield
     finally:
         for run_dir, fd in reversed(held):

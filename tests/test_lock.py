@@ -82,12 +82,18 @@ def test_a_packed_job_holds_each_of_its_seeds_directories(make_cfg, tmp_path):
     assert not (seed_run_dirs(cfg)[0] / "train.csv").exists()
 
 
-def test_other_ranks_of_a_ddp_job_take_no_lock(holder, tmp_path, monkeypatch):
+def test_other_ranks_of_a_ddp_job_take_no_lock(holder, make_cfg, monkeypatch):
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    monkeypatch.setattr(rank_zero_only, "rank", 1)
-    with lock.hold([tmp_path / "run"]):  # rank 0 holds it for the job
-        pass
+    from gansweep.job import locked_dirs, run_dirs
+
+    for cfg in (make_cfg(), make_cfg("train.seeds=[0,1]")):
+        assert len(locked_dirs(cfg, run_dirs(cfg))) >= 1  # rank 0 holds them for the job
+        monkeypatch.setattr(rank_zero_only, "rank", 1)
+        assert locked_dirs(cfg, run_dirs(cfg)) == []
+        with lock.hold(locked_dirs(cfg, run_dirs(cfg))):  # the holder's run: no conflict
+            pass
+        monkeypatch.setattr(rank_zero_only, "rank", 0)
 
 
 def test_a_file_system_without_locks_trains_unguarded_with_a_warning(tmp_path, monkeypatch,

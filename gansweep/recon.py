@@ -8,8 +8,9 @@ zeros; RMSProp(lr 0.01, alpha 0.9, eps 1e-6); 50 steps. The error reported for a
 its squared error at the last z, averaged over pixels and channels.
 
 Batching. Each image's problem is independent, so many images are optimised at once: all of
-them on a GPU, chunks of 64 on a CPU (faster there than one large batch), or `chunk_size`. The paper minimised the MSE over batches of 32, i.e. each image's
-pixel-mean error divided by 32. RMSProp is scale-invariant except for its eps, so that 1/32
+them on a GPU, chunks of 64 on a CPU (faster there than one large batch), or `chunk_size`.
+The paper minimised the MSE over batches of 32, i.e. each image's pixel-mean error divided
+by 32. RMSProp is scale-invariant except for its eps, so that 1/32
 matters: it sets how large the gradients are next to eps=1e-6. We keep it as a fixed
 constant, `PAPER_BATCH = 32`: the objective is sum_i mean_pixels(err_i) / 32 whatever the
 chunk size, so every image follows exactly the trajectory it would have followed in one of

@@ -5,8 +5,9 @@ One row per variant (the norm, plus arch, dataset and any other setting the runs
 gave different values, e.g. `dataset.image_size`; never the seed, whose runs a row pools), with
 the paper's columns: best iteration, running loss (the running test at the best iteration)
 and final loss (the best checkpoint's final test). Several seeds of a variant give
-mean +- std and the number of runs. Diverged runs count as results (up to their divergence) and
-say so; runs that did not finish are shown with the iteration they reached, never dropped. Writes `table.md`, `table.csv`, `table.tex` and
+mean +- std and the number of runs. Diverged runs count as results (up to their divergence)
+and say so; runs that did not finish are shown with the iteration they reached, never
+dropped. Writes `table.md`, `table.csv`, `table.tex` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm). A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
@@ -90,7 +91,7 @@ def collect_wandb(project: str) -> list[dict]:
     """The runs of a W&B project (`entity/project`) in `collect`'s form, via the public API:
     comparison keys from the config, results from the summary, the recon series from the
     history (online runs, or offline ones after `wandb sync`)."""
-    import wandb
+    import wandb  # a slow import, which a report from files never needs
 
     runs = []
     for run in wandb.Api().runs(project):
@@ -195,7 +196,7 @@ def latex(header, rows) -> str:
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # a slow import, needed only here
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

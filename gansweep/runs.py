@@ -22,6 +22,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 MAX_NAME = 200  # under the 255-byte limit of a path component, with room to spare
@@ -88,8 +89,6 @@ def seed_run_dirs(cfg: DictConfig) -> dict[int, Path]:
     """{seed: its run directory}: beside the job's directory, named as Hydra names the job
     `seed=<s>`; without Hydra (train(cfg) called directly), `<run_dir>/seed=<s>`."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         hydra = HydraConfig.get()
     except ValueError:
         return {s: Path(cfg.run_dir) / f"seed={s}" for s in cfg.train.seeds}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -42,8 +44,6 @@ def flat_config(cfg: DictConfig) -> dict:
 def command_line_settings() -> dict[str, str]:
     """The overrides the run's results depend on (`gansweep.runs.result_settings`), so that
     the report built from W&B splits its rows as the one built from files does."""
-    from hydra.core.hydra_config import HydraConfig
-
     try:
         hydra = HydraConfig.get()
     except ValueError:  # not inside a Hydra app (train(cfg) called directly)
@@ -54,9 +54,6 @@ def command_line_settings() -> dict[str, str]:
 def sweep_group(run_dir: Path) -> str:
     """The sweep directory's name inside a Hydra multirun, else the run's own name."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         hydra = HydraConfig.get()
         if hydra.mode == RunMode.MULTIRUN:
             return Path(hydra.sweep.dir).name
@@ -96,7 +93,9 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
         reinit="create_new",
     )
     # Lightning passes `anonymous=None` to wandb.init, and W&B warns on every run that the
-    # setting (any value) has no effect; not passing it changes nothing else
+    # setting (any value) has no effect; not passing it changes nothing else. Lightning has
+    # no public way to leave an argument out (its private `_wandb_init` holds them);
+    # tests/test_entrypoint.py pins it: the warning must not reach the console.
     logger._wandb_init.pop("anonymous", None)
     run = logger.experiment
     # Lightning plots everything against trainer/global_step (2 per GAN iteration); ours
@@ -111,7 +110,7 @@ def log_images(trainer, iteration: int, **paths: Path) -> None:
     """Image files to every W&B logger of `trainer`, at GAN iteration `iteration`."""
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
-            import wandb
+            import wandb  # a slow import, which runs with wandb.mode=disabled never need
 
             logger.experiment.log({key: wandb.Image(str(path)) for key, path in paths.items()}
                                   | {"trainer/iter": iteration})

@@ -9,7 +9,8 @@ from difflib import get_close_matches
 from importlib.resources import files
 from typing import get_args, get_type_hints
 
-from hydra.utils import get_object
+import torch
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
@@ -193,8 +194,6 @@ def process_count(trainer: DictConfig) -> int:
 
 
 def _check_distributed(cfg: DictConfig) -> None:
-    import torch
-
     trainer = cfg.trainer
     processes = process_count(trainer)
     if cfg.train.batch_size % processes:
@@ -237,9 +236,6 @@ def _check_packed_seeds(cfg: DictConfig) -> None:
 def _check_networks(cfg: DictConfig) -> None:
     """Build G and D once on the meta device (no memory, no compute) to surface shape errors
     such as an image size the architecture cannot take."""
-    import torch
-    from hydra.utils import instantiate
-
     shape = dict(norm=cfg.norm.name, image_size=cfg.dataset.image_size,
                  channels=cfg.dataset.channels)
     try:
@@ -256,8 +252,6 @@ def _check_networks(cfg: DictConfig) -> None:
 def _check_one_training_batch(cfg: DictConfig, generator, discriminator) -> None:
     """One forward pass of a process's batch through G and D, on the meta device (shapes
     only), in training mode: BN needs more than one value per channel in every layer."""
-    import torch
-
     batch = max(1, cfg.train.batch_size // process_count(cfg.trainer))
     try:
         with torch.device("meta"), torch.no_grad():

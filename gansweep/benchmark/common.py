@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import time
 
+import lightning as L
 import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
 
+import gansweep.runs  # noqa: F401  (registers the resolvers the root config uses)
 from gansweep.gan import GAN
 from gansweep.recon import PAPER_BATCH
+
+
+def root_config(*overrides: str) -> DictConfig:
+    """gansweep's root config with `overrides`, composed as a run composes it."""
+    with initialize_config_module("gansweep.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 def device_name() -> str:
@@ -35,8 +45,6 @@ def timed(fn, repeat: int = 1) -> float:
 
 def training_iteration_time(gan: GAN, device, iterations: int = 5) -> float:
     """Seconds per GAN iteration at batch 32, through the module's own training_step."""
-    import lightning as L
-
     class Bench(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if batch_idx == 2:  # after warm-up

@@ -18,37 +18,33 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from gansweep.benchmark.common import device_name, training_iteration_time
+from hydra.utils import instantiate
+
+from gansweep.benchmark.common import device_name, root_config, training_iteration_time
 from gansweep.cli import positive_float, positive_int
+from gansweep.data import fakes
+from gansweep.errors import build
 from gansweep.recon import PAPER_BATCH
 
 
 def run(args) -> list[dict]:
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-
-    import gansweep.runs  # noqa: F401
-    from gansweep.data import fakes
-    from gansweep.errors import build
-
     writers = {"celeba": lambda r: fakes.write_celeba(r, n=args.images),
                "lsun_bedroom": lambda r: fakes.write_lsun_bedroom(r, n=args.images),
                "cifar10": lambda r: fakes.write_cifar10(r, per_batch=args.images // 6),
                "mnist": lambda r: fakes.write_mnist(r, args.images - 100, 100)}
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, \
-            initialize_config_module("gansweep.conf", version_base="1.3"):
+    with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             root = f"{tmp}/{name}"
             written = writers[name](Path(root)) if name in writers else None
             checks = fakes.cifar10_checksums(written) if name == "cifar10" else nullcontext()
             where = [f"dataset.root={root}"] if name in writers else []  # digits ships
-            base = compose("config", overrides=[f"dataset={name}"])
+            base = root_config(f"dataset={name}")
             train_rate = None
             for cache in ([False, True] if base.dataset.cache else [False]):
-                cfg = compose("config", overrides=[
+                cfg = root_config(
                     f"dataset={name}", *where, "dataset.holdout=100", f"dataset.cache={cache}",
-                    f"paths.output_dir={tmp}", f"run_dir={tmp}/run", "train.iters=1000000"])
+                    f"paths.output_dir={tmp}", f"run_dir={tmp}/run", "train.iters=1000000")
                 with checks:
                     data = build(cfg.data)
                 loader_rate = _images_per_second(data.train_dataloader(), args.seconds)
@@ -80,7 +76,8 @@ def _images_per_second(loader, seconds: float) -> float:
 def add_arguments(parser) -> None:
     parser.add_argument("--datasets", nargs="+",
                         default=["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"])
-    parser.add_argument("--images", type=positive_int, default=612, help="images in each fake data set")
+    parser.add_argument("--images", type=positive_int, default=612,
+                        help="images in each fake data set")
     parser.add_argument("--seconds", type=positive_float, default=3.0, help="loading time per row")
 
 

@@ -16,9 +16,11 @@ the allocator's own slack, so read it as an upper bound.
 
 from __future__ import annotations
 
+import lightning as L
 import torch
+from hydra.utils import instantiate
 
-from gansweep.benchmark.common import device_name
+from gansweep.benchmark.common import device_name, root_config
 from gansweep.capacity import Peak
 from gansweep.cli import positive_int
 from gansweep.recon import ReconSettings, reconstruct
@@ -33,19 +35,10 @@ MIB = 2**20
 
 def build(arch: str):
     """The run's GAN and data module at 64 px with the paper's widths (WN)."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-
-    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
-
-    with initialize_config_module("gansweep.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*ARCHS[arch], "dataset=celeba"])
-    return instantiate(cfg.model)
+    return instantiate(root_config(*ARCHS[arch], "dataset=celeba").model)
 
 
 def training_peak(gan, iterations: int) -> int:
-    import lightning as L
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     images = torch.rand(32 * (iterations + 1), 3, 64, 64)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=32)

@@ -21,8 +21,9 @@ import statistics
 import time
 
 import torch
+from hydra.utils import instantiate
 
-from gansweep.benchmark.common import device_name, synchronize
+from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.benchmark.memory import MIB
 from gansweep.benchmark.train import SETTINGS
 from gansweep.capacity import Peak
@@ -39,13 +40,7 @@ PLANS = {False: (4, 5), True: (2, 3)}  # quick -> (iterations timed per repeat, 
 
 def networks(setting: str, norm: str, copies: int):
     """`copies` G, D and their optimisers as a run of `setting` builds them, seeds 0.."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-
-    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
-
-    with initialize_config_module("gansweep.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"norm={norm}", *SETTINGS[setting]])
+    cfg = root_config(f"norm={norm}", *SETTINGS[setting])
     models = []
     for seed in range(copies):
         torch.manual_seed(seed)
@@ -71,8 +66,6 @@ def gan_iteration(G, D, opt_d, opt_g, real, codes) -> None:
 
 
 def measure(setting: str, norm: str, copies: int, quick: bool) -> dict:
-    from hydra.utils import instantiate
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg, models = networks(setting, norm, copies)
     size, code_dim = cfg.dataset.image_size, models[0].generator.code_dim

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
-from gansweep.benchmark.common import device_name, timed, training_iteration_time
+from gansweep.benchmark.common import device_name, root_config, timed, training_iteration_time
 from gansweep.cli import non_negative_int, positive_int
 from gansweep.gan import GAN
 from gansweep.norms import VARIANTS
@@ -51,16 +52,9 @@ def floor(generator, images, steps):
 
 def make_gan(args) -> GAN:
     """The DCGAN as a run builds it from the real configs (celeba: the paper's settings)."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-
-    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
-
-    with initialize_config_module("gansweep.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "arch=dcgan", f"norm={args.norm}", "dataset=celeba",
-            f"dataset.image_size={args.image_size}", f"arch.generator.width={args.width}",
-            f"arch.discriminator.width={args.width}"])
+    cfg = root_config("arch=dcgan", f"norm={args.norm}", "dataset=celeba",
+                      f"dataset.image_size={args.image_size}", f"arch.generator.width={args.width}",
+                      f"arch.discriminator.width={args.width}")
     return instantiate(cfg.model)
 
 

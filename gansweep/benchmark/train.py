@@ -1,13 +1,13 @@
 """A GAN iteration through gansweep against a hand-written PyTorch loop of the same networks.
 
-    python -m gansweep.benchmark train            # the README's table (about 15 min, 2 cores)
-    python -m gansweep.benchmark train --quick    # every cell, fewer iterations (< 5 min)
+    python -m gansweep.benchmark train            # the README's table
+    python -m gansweep.benchmark train --quick    # every cell, fewer iterations and repeats
 
 For each setting and norm it times, in one process, interleaved and repeated (medians):
 - hand: a minimal loop written directly in PyTorch over the same G, D, optimisers and
   batches, built from the same config: a D step on a real and a fake batch, a G step with
   D's parameters frozen, codes drawn on the device, nothing else;
-- gansweep: `gansweep.train.train`, the function `python -m gansweep` calls: the Trainer and
+- gansweep: `gansweep.job.train`, the function `python -m gansweep` calls: the Trainer and
   every callback, train.csv, W&B offline, the progress bar.
 The timed window is whole multiples of `train.log_every` iterations after a warm-up, so the
 periodic read-back of the losses (rows, W&B points, divergence check) is inside it, and the
@@ -34,10 +34,13 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from gansweep.benchmark.common import device_name, synchronize
+from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.cli import positive_int
+from gansweep.errors import build
+from gansweep.job import train
 from gansweep.norms import VARIANTS
 
 NORMS = ["vanilla", "bn", "wn", "sn"]
@@ -91,33 +94,24 @@ class OpCounter(TorchDispatchMode):
 
 
 def compose_run(tmp: Path, setting: str, norm: str, plan: Plan, name: str, extra=()):
-    from hydra import compose, initialize_config_module
-
-    import gansweep.runs  # noqa: F401  (resolvers the root config uses)
-
     n = plan.iters
-    with initialize_config_module("gansweep.conf", version_base="1.3"):
-        return compose("config", overrides=[
-            f"norm={norm}", *SETTINGS[setting], f"paths.output_dir={tmp}",
-            f"run_dir={tmp}/{name}", f"train.iters={n}", f"train.log_every={plan.log_every}",
-            f"recon.every={n}", f"train.ckpt_every={n}", f"train.sample_every={n}",
-            "recon.n_images=8", "recon.steps=1", "final.n_images=8", "final.steps=1",
-            "wandb.mode=offline", *extra])
+    return root_config(
+        f"norm={norm}", *SETTINGS[setting], f"paths.output_dir={tmp}",
+        f"run_dir={tmp}/{name}", f"train.iters={n}", f"train.log_every={plan.log_every}",
+        f"recon.every={n}", f"train.ckpt_every={n}", f"train.sample_every={n}",
+        "recon.n_images=8", "recon.steps=1", "final.n_images=8", "final.steps=1",
+        "wandb.mode=offline", *extra)
 
 
 def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
     """(seconds per iteration, ops in one iteration) of the minimal loop."""
-    from hydra.utils import instantiate
-
-    from gansweep.errors import build
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     L.seed_everything(cfg.seed, verbose=False)
     model = instantiate(cfg.model)
     G, D = model.generator.to(device), model.discriminator.to(device)
     opt_d, opt_g = model.configure_optimizers()
     batches = iter(build(cfg.data).train_dataloader())
-    counter, ops, start = OpCounter(), 0, 0.0
+    counter, start = OpCounter(), 0.0
     for i in range(plan.warmup + plan.timed):
         if i == plan.warmup:
             synchronize()
@@ -189,8 +183,6 @@ class Window(L.Callback):
 def gansweep_loop(cfg, plan: Plan, log: Path, count_ops: bool = True) -> Window:
     """gansweep's run, observed: `seconds` per iteration, `counter.ops` in one iteration,
     `syncs` in the window (None on CPU), `compile_seconds` (None when eager)."""
-    from gansweep.job import train
-
     window = Window(plan, count_ops)
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         train(cfg, callbacks=[window])
@@ -240,13 +232,16 @@ def run(args) -> list[dict]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="fewer iterations and repeats: rougher ratios, under 5 minutes")
+                        help="fewer iterations and repeats: rougher ratios")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--norms", nargs="+", default=NORMS, choices=sorted(VARIANTS))
-    parser.add_argument("--log-every", type=positive_int, help="train.log_every (default: by setting)")
-    parser.add_argument("--reads", type=positive_int, help="timed reads of the losses: the window is "
-                        "reads x log_every iterations (default: by setting)")
-    parser.add_argument("--repeat", type=positive_int, help="interleaved repeats (default: by setting)")
+    parser.add_argument("--log-every", type=positive_int,
+                        help="train.log_every (default: by setting)")
+    parser.add_argument("--reads", type=positive_int,
+                        help="timed reads of the losses: the window is reads x log_every "
+                        "iterations (default: by setting)")
+    parser.add_argument("--repeat", type=positive_int,
+                        help="interleaved repeats (default: by setting)")
     parser.add_argument("--compile", metavar="MODE",
                         help="also time train.compile=MODE (e.g. default, reduce-overhead)")
 

@@ -15,8 +15,10 @@ import struct
 from contextlib import contextmanager
 from pathlib import Path
 
+import lmdb
 import numpy as np
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 
 def _rng(seed):
@@ -42,8 +44,6 @@ def write_celeba(root: Path, n: int = 24, seed: int = 0) -> Path:
 
 def write_lsun_bedroom(root: Path, n: int = 24, seed: int = 0) -> Path:
     """<root>/bedroom_train_lmdb: keys -> JPEG bytes, as the official export stores them."""
-    import lmdb
-
     rng = _rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(str(root / "bedroom_train_lmdb"), map_size=64 << 20)
@@ -74,8 +74,6 @@ def write_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> dict[str, st
 def cifar10_checksums(md5: dict[str, str]):
     """Inside: torchvision's CIFAR-10 checks a fake's files against the fake's own md5s (so
     the integrity check still runs); the official checksums are restored on exit."""
-    from torchvision.datasets import CIFAR10
-
     saved = CIFAR10.train_list, CIFAR10.test_list, CIFAR10.meta
     CIFAR10.train_list = [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
     CIFAR10.test_list = [["test_batch", md5["test_batch"]]]

@@ -87,19 +87,21 @@ def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
         return torch.tensor([[float(v) for v in row.values()] for row in csv.DictReader(f)])
 
 
-def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """`python -m gansweep *args` through its own entry point, in this process: (exit code,
-    what it printed)."""
+def run_module(monkeypatch, capsys, module: str, *args) -> tuple[int, str]:
+    """`python -m <module> *args` in this process, run as `-m` runs it: (exit code, what it
+    printed). A message given to sys.exit is printed and exits 1, as Python does."""
+    import runpy
     import sys
 
-    from gansweep.__main__ import main
-
-    monkeypatch.setattr(sys, "argv", ["gansweep", *args])
+    monkeypatch.setattr(sys, "argv", [module, *args])
     try:
-        main()
+        runpy.run_module(module, run_name="__main__")
         code = 0
     except SystemExit as exit_:
-        code = exit_.code
+        code = exit_.code or 0
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
     said = capsys.readouterr()
     return code, said.out + said.err
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,19 +27,29 @@ def run_dirs(out):
     return [Path(line.split("outputs in ")[1]) for line in out.splitlines() if "outputs in " in line]
 
 
-def test_single_run_writes_a_findable_run_directory(tmp_path):
-    out = gansweep(tmp_path, *TINY, "seed=3")
+def test_single_run_writes_a_findable_run_directory_and_a_quiet_console(tmp_path):
+    from gansweep.console import NOISE, TIP
+
+    command = [*[o for o in TINY if not o.startswith("wandb.")], "wandb.mode=offline",
+               "seed=3"]  # W&B on, as by default
+    out = gansweep(tmp_path, *command)
+    # gansweep's lines, not third-party noise
+    assert "gansweep: run finished" in out and "wandb: " in out
+    for noise in [*NOISE, TIP, "The anonymous setting has no effect"]:
+        assert noise not in out, noise
+    # the srun hint is only printed where srun exists: this checks something only there
+    assert shutil.which("srun") or os.environ.get("GANSWEEP_REQUIRE_SLURM") != "1"
     (run,) = run_dirs(out)
     # named by its overrides, minus those that do not change results
     ignored = ("trainer.enable_progress_bar", "wandb.mode")
-    expected = ",".join(sorted(o for o in [*TINY, "seed=3"] if not o.startswith(ignored)))
+    expected = ",".join(sorted(o for o in command if not o.startswith(ignored)))
     assert run == tmp_path / "outputs" / "runs" / run_name(expected)  # bounded if long
     assert run.name[:100] == expected[:100]
     for name in ("config.yaml", "split.json", "train.csv", "checkpoints/last.ckpt",
                  "samples/iter_000006.png", ".hydra/overrides.yaml"):
         assert (run / name).exists(), name
     # the same command again finds the same directory, which is already complete
-    again = gansweep(tmp_path, *TINY, "seed=3")
+    again = gansweep(tmp_path, *command)
     assert "already finished at iteration 6, skipped" in again
     assert run_dirs(again) == [run]
     assert [p.name for p in (tmp_path / "outputs" / "runs").iterdir()] == [run.name]
@@ -131,20 +142,6 @@ def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path):
     assert "dataset.image_size=7" in failed.parent.name
     (summary,) = (tmp_path / "outputs" / "sweeps").rglob("summary.json")
     assert json.loads(summary.read_text())["status"] == "finished"
-
-
-def test_the_console_shows_gansweeps_lines_not_third_party_noise(tmp_path):
-    import shutil
-
-    from gansweep.console import NOISE, TIP
-
-    out = gansweep(tmp_path, *[o for o in TINY if not o.startswith("wandb.")],
-                   "wandb.mode=offline")  # W&B on, as by default
-    assert "gansweep: run finished" in out and "wandb: " in out
-    for noise in [*NOISE, TIP, "The anonymous setting has no effect"]:
-        assert noise not in out, noise
-    # the srun hint is only printed where srun exists: this checks something only there
-    assert shutil.which("srun") or os.environ.get("GANSWEEP_REQUIRE_SLURM") != "1"
 
 
 def test_only_the_named_noise_is_silenced():

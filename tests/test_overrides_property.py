@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import ARCHS, NORMS, TINY_NETS, run_main
+from conftest import ARCHS, NORMS, TINY_NETS, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -124,8 +124,8 @@ def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
         (out_dir / "damaged" / name).write_bytes(content)
         overrides = [*overrides, f"run_dir={out_dir}/damaged"]
     monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data-here"))
-    code, said = run_main(monkeypatch, capsys, *QUICK, f"paths.output_dir={out_dir}",
-                          *overrides)
+    code, said = run_module(monkeypatch, capsys, "gansweep", *QUICK,
+                            f"paths.output_dir={out_dir}", *overrides)
     assert "Traceback" not in said, said[-3000:]
     if valid:
         assert code == 0, said[-3000:]

@@ -92,10 +92,14 @@ def run_module(monkeypatch, capsys, module: str, *args) -> tuple[int, str]:
     printed). A message given to sys.exit is printed and exits 1, as Python does."""
     import runpy
     import sys
+    import warnings
 
     monkeypatch.setattr(sys, "argv", [module, *args])
     try:
-        runpy.run_module(module, run_name="__main__")
+        with warnings.catch_warnings():
+            # an imported module run again as __main__: a fresh copy of it, as -m runs
+            warnings.filterwarnings("ignore", ".*found in sys.modules", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__")
         code = 0
     except SystemExit as exit_:
         code = exit_.code or 0

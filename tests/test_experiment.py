@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+from conftest import run_module
 
 GRID = {"norm": ["vanilla", "bn", "wn"], "arch": ["dcgan", "resnet"],
         "dataset": ["celeba", "lsun_bedroom", "cifar10"]}
@@ -42,19 +43,17 @@ def test_command_line_overrides_still_win():
 
 
 @pytest.mark.slow
-def test_the_paper_grid_launches_18_runs_each_failing_alone_without_its_data(tmp_path):
+def test_the_paper_grid_launches_18_runs_each_failing_alone_without_its_data(tmp_path,
+                                                                            monkeypatch,
+                                                                            capsys):
     """Here none of the paper's data sets exists: every one of the 18 runs stops at once with
     the path it looked at, and the sweep still ends with its table."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "GANSWEEP_DATA": str(tmp_path / "no-data")}
-    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "+experiment=paper",
-                           "wandb.mode=disabled"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1  # failed runs make the sweep exit 1, after the table
+    monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data"))
+    monkeypatch.chdir(tmp_path)
+    code, said = run_module(monkeypatch, capsys, "gansweep", "-m", "+experiment=paper",
+                            "wandb.mode=disabled")
+    assert code == 1  # failed runs make the sweep exit 1, after the table
     failed = list(tmp_path.glob("outputs/sweeps/*/*/failed.json"))
     assert len(failed) == 18
-    assert "data set 'lsun_bedroom' not found at" in proc.stdout + proc.stderr
+    assert "data set 'lsun_bedroom' not found at" in said
     assert (tmp_path / "outputs" / "sweeps" / "+experiment=paper" / "table.md").exists()

@@ -34,7 +34,7 @@ def test_an_early_divergence_starts_over_with_a_new_seed_and_keeps_the_attempt(
     assert summary["seed"] == SECOND_SEED
     assert summary["restarts"] == [{"seed": 0, "diverged_at": 2, "dir": "restarts/0"}]
     out = capsys.readouterr().out
-    assert f"attempt 0 (seed 0) diverged at iteration 2" in out
+    assert "attempt 0 (seed 0) diverged at iteration 2" in out
     assert f"starting over with seed {SECOND_SEED}" in out
 
     # the failed attempt is kept whole, apart from the run's current files

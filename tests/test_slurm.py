@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_module
 from wandb_files import offline_runs
 
 pytestmark = pytest.mark.slow
@@ -146,24 +147,26 @@ def first_losses(run_dir: Path, iterations: int) -> list[float]:
             for k in ("d_loss", "g_loss", "d_real", "d_fake")]
 
 
-def one_process_and_srun(tmp_path: Path, settings: list[str]) -> tuple[Path, Path, str]:
-    """The same run as one process and as 2 DDP ranks under `srun`: both run directories,
-    and what the DDP run printed."""
-    outputs = {}
-    for name, launch in (("one", []), ("ddp", ["srun", "--ntasks=2", "--ntasks-per-node=2",
-                                               "--job-name=gansweep"])):
-        done = subprocess.run([*launch, *gansweep(f"paths.output_dir={tmp_path}/{name}",
-                                                  *settings)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs[name] = done.stdout + done.stderr
+def one_process_and_srun(tmp_path: Path, settings: list[str], monkeypatch,
+                         capsys) -> tuple[Path, Path, str]:
+    """The same run as one process (this one) and as 2 DDP ranks under `srun`: both run
+    directories, and what the DDP run printed."""
+    monkeypatch.chdir(tmp_path)
+    code, said = run_module(monkeypatch, capsys, "gansweep", f"paths.output_dir={tmp_path}/one",
+                            *settings)
+    assert code == 0, said[-3000:]
+    ddp = subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", "--job-name=gansweep",
+                          *gansweep(f"paths.output_dir={tmp_path}/ddp", *settings)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
     (run_one,) = (tmp_path / "one" / "runs").iterdir()
     (run_ddp,) = (tmp_path / "ddp" / "runs").iterdir()
-    return run_one, run_ddp, outputs["ddp"]
+    return run_one, run_ddp, ddp.stdout + ddp.stderr
 
 
 @pytest.mark.parametrize("norm", ["wn", "vanilla"])
-def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm):
+def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm, monkeypatch,
+                                                         capsys):
     """`train.batch_size` is the global batch: two ranks with half of it each train as one
     process with all of it (up to float rounding, which GAN training amplifies within a few
     iterations, as it does between thread counts of one process). BN would need SyncBN,
@@ -171,7 +174,7 @@ def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm):
     settings = [f"norm={norm}", "train.iters=2",
                 "recon.every=2", "recon.n_images=8", "recon.steps=5", "final.n_images=16",
                 "final.steps=10", "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
-    run_one, run_ddp, ddp_output = one_process_and_srun(tmp_path, settings)
+    run_one, run_ddp, ddp_output = one_process_and_srun(tmp_path, settings, monkeypatch, capsys)
     assert "Starting with 2 processes" in ddp_output
     ddp_losses, one_losses = first_losses(run_ddp, 2), first_losses(run_one, 2)
     # iteration 1: the losses of the initial nets and G's loss after D's first step
@@ -182,11 +185,12 @@ def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm):
                                                              rel=1e-4)
 
 
-def test_without_syncbn_bn_normalises_each_ranks_half_batch(slurm, tmp_path):
+def test_without_syncbn_bn_normalises_each_ranks_half_batch(slurm, tmp_path, monkeypatch,
+                                                            capsys):
     settings = ["norm=bn", "train.iters=1", "recon.every=1", "recon.n_images=8",
                 "recon.steps=5", "final.n_images=16", "final.steps=10",
                 "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
-    run_one, run_ddp, _ = one_process_and_srun(tmp_path, settings)
+    run_one, run_ddp, _ = one_process_and_srun(tmp_path, settings, monkeypatch, capsys)
     assert first_losses(run_ddp, 1) != pytest.approx(first_losses(run_one, 1), rel=1e-3)
 
 

@@ -2,12 +2,10 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import TINY, CrashAt, train_run
+from conftest import TINY, CrashAt, run_module, train_run
 from gansweep.job import train
 from wandb_files import OfflineRun, offline_runs
 
@@ -65,12 +63,13 @@ def test_disabled_writes_no_wandb_files(make_cfg):
 
 
 @pytest.mark.slow
-def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
+def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path, monkeypatch,
+                                                                 capsys):
     short = [o for o in TINY if o != "wandb.mode=disabled"]
-    proc = subprocess.run([sys.executable, "-m", "gansweep", "-m", "norm=vanilla,wn", *short,
-                           "wandb.mode=offline"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    code, said = run_module(monkeypatch, capsys, "gansweep", "-m", "norm=vanilla,wn", *short,
+                            "wandb.mode=offline")
+    assert code == 0, said[-3000:]
     (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
     runs = {p.parent.parent.parent.name: OfflineRun(p)
             for p in sweep.rglob("offline-run-*/run-*.wandb")}
@@ -81,7 +80,8 @@ def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
     # the overrides that change results, for the report built from W&B (not wandb.mode)
     for wb in runs.values():
         assert wb.config["settings"]["norm"] == wb.config["norm"]
-        assert wb.config["settings"]["train.iters"] == "6" and "wandb.mode" not in wb.config["settings"]
+        assert wb.config["settings"]["train.iters"] == "6"
+        assert "wandb.mode" not in wb.config["settings"]
 
 
 def test_dryrun_is_offline(make_cfg):

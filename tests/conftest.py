@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import runpy
 import signal
+import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -90,10 +93,6 @@ def numbers(run_dir: Path, name: str = "train.csv") -> torch.Tensor:
 def run_module(monkeypatch, capsys, module: str, *args) -> tuple[int, str]:
     """`python -m <module> *args` in this process, run as `-m` runs it: (exit code, what it
     printed). A message given to sys.exit is printed and exits 1, as Python does."""
-    import runpy
-    import sys
-    import warnings
-
     monkeypatch.setattr(sys, "argv", [module, *args])
     try:
         with warnings.catch_warnings():
@@ -108,6 +107,15 @@ def run_module(monkeypatch, capsys, module: str, *args) -> tuple[int, str]:
             code = 1
     said = capsys.readouterr()
     return code, said.out + said.err
+
+
+def run_gansweep(monkeypatch, capsys, cwd: Path, *args, code: int = 0) -> str:
+    """`python -m gansweep *args` run in `cwd` (where it writes outputs/), in this process:
+    what it printed, once its exit code is checked to be `code`."""
+    monkeypatch.chdir(cwd)
+    exit_code, said = run_module(monkeypatch, capsys, "gansweep", *args)
+    assert exit_code == code, said[-3000:]
+    return said
 
 
 @pytest.fixture

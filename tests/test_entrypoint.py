@@ -1,8 +1,8 @@
 """The real entry point, `python -m gansweep`, as a user runs it: single run, -m, a wheel.
 
 The first run, the wheel and missing data run in a new interpreter each, as a user's
-command does; the sweeps run `python -m gansweep -m ...` in this process (conftest.run_module,
-the same entry point), which spares each a start-up of torch."""
+command does; the sweeps run `python -m gansweep -m ...` in this process
+(conftest.run_gansweep, the same entry point), which spares each a start-up of torch."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, TINY_RUN, run_module
+from conftest import TINY, TINY_RUN, run_gansweep
 from gansweep.runs import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,16 +59,8 @@ def test_single_run_writes_a_findable_run_directory_and_a_quiet_console(tmp_path
     assert [p.name for p in (tmp_path / "outputs" / "runs").iterdir()] == [run.name]
 
 
-def run_sweep(monkeypatch, capsys, cwd, *args) -> str:
-    """`python -m gansweep -m *args` in `cwd`, in this process; what it printed."""
-    monkeypatch.chdir(cwd)
-    code, said = run_module(monkeypatch, capsys, "gansweep", "-m", *args)
-    assert code == 0, said[-3000:]
-    return said
-
-
 def test_multirun_runs_each_norm_one_after_another(tmp_path, monkeypatch, capsys):
-    out = run_sweep(monkeypatch, capsys, tmp_path, "norm=vanilla,bn,wn", *TINY)
+    out = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "norm=vanilla,bn,wn", *TINY)
     (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
     assert sweep.name.startswith("arch.") and "+norm=vanilla,bn,wn+" in sweep.name
     runs = run_dirs(out)
@@ -85,7 +77,7 @@ def test_multirun_runs_each_norm_one_after_another(tmp_path, monkeypatch, capsys
     assert {p.name for p in sweep.iterdir()} >= {"table.md", "table.csv", "table.tex",
                                                  "recon.png"}
     # re-running the same sweep finds the same directories (later: skips finished runs)
-    again = run_sweep(monkeypatch, capsys, tmp_path, "norm=vanilla,bn,wn", *TINY)
+    again = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "norm=vanilla,bn,wn", *TINY)
     assert run_dirs(again) == runs
     assert again.count("already finished at iteration 6, skipped") == 3
 
@@ -127,8 +119,8 @@ def test_the_arch_by_norm_grid_runs_on_the_default_data(tmp_path, monkeypatch, c
     """`-m arch=dcgan,resnet norm=vanilla,bn,wn,sn` with the digits defaults of each arch
     (conf/arch_dataset/*_digits.yaml), shortened."""
     short = [o for o in TINY_RUN if not o.startswith("train.iters")] + ["train.iters=2"]
-    out = run_sweep(monkeypatch, capsys, tmp_path, "arch=dcgan,resnet", "norm=vanilla,bn,wn,sn",
-                *short)
+    out = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "arch=dcgan,resnet",
+                       "norm=vanilla,bn,wn,sn", *short)
     runs = run_dirs(out)
     assert len(runs) == 8 and out.count("finished at iteration 2") == 8
     pairs = {(json.loads((r / "summary.json").read_text())["arch"],
@@ -140,10 +132,8 @@ def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path, monke
                                                                  capsys):
     """One grid point cannot run (7 px is too small for the DCGAN): the others still train,
     the table lists it as failed, and the sweep exits 1 after the table, with no traceback."""
-    monkeypatch.chdir(tmp_path)
-    code, out = run_module(monkeypatch, capsys, "gansweep", "-m", "dataset.image_size=7,32",
-                           *TINY)
-    assert code == 1, out[-3000:]
+    out = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "dataset.image_size=7,32", *TINY,
+                       code=1)
     assert "Traceback" not in out
     assert "DCGAN needs images of at least 8 px; got 7 px" in out
     # one row per image size: the failed run is not pooled with the one that trained

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import gansweep.runs  # noqa: F401  (resolvers the root config uses)
-from conftest import run_module
+from conftest import run_gansweep
 
 GRID = {"norm": ["vanilla", "bn", "wn"], "arch": ["dcgan", "resnet"],
         "dataset": ["celeba", "lsun_bedroom", "cifar10"]}
@@ -49,10 +49,9 @@ def test_the_paper_grid_launches_18_runs_each_failing_alone_without_its_data(tmp
     """Here none of the paper's data sets exists: every one of the 18 runs stops at once with
     the path it looked at, and the sweep still ends with its table."""
     monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "no-data"))
-    monkeypatch.chdir(tmp_path)
-    code, said = run_module(monkeypatch, capsys, "gansweep", "-m", "+experiment=paper",
-                            "wandb.mode=disabled")
-    assert code == 1  # failed runs make the sweep exit 1, after the table
+    # failed runs make the sweep exit 1, after the table
+    said = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "+experiment=paper",
+                        "wandb.mode=disabled", code=1)
     failed = list(tmp_path.glob("outputs/sweeps/*/*/failed.json"))
     assert len(failed) == 18
     assert "data set 'lsun_bedroom' not found at" in said

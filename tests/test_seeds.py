@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers, run_module,
+from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers, run_gansweep,
                       train_packed, train_run)
 from gansweep.job import train
 
@@ -209,12 +209,8 @@ def test_a_packed_sweep_names_each_seed_as_its_run_alone(tmp_path, monkeypatch, 
     """`python -m gansweep -m norm=... 'train.seeds=[...]'`: each seed's directory is the one
     `-m norm=... seed=<s>` makes, the table counts its seeds, and the unpacked command later
     finds them finished."""
-    monkeypatch.chdir(tmp_path)
-
     def gansweep(*args):
-        code, said = run_module(monkeypatch, capsys, "gansweep", "-m", *args, *TINY)
-        assert code == 0, said[-3000:]
-        return said
+        return run_gansweep(monkeypatch, capsys, tmp_path, "-m", *args, *TINY)
 
     out = gansweep("norm=vanilla,wn", "train.seeds=[0,1]")
     (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
@@ -235,10 +231,9 @@ def test_a_packed_sweep_names_each_seed_as_its_run_alone(tmp_path, monkeypatch, 
 
 
 def test_a_failing_packed_job_records_each_seed_as_failed(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    code, out = run_module(monkeypatch, capsys, "gansweep", "-m", "dataset.image_size=7,32",
-                           "train.seeds=[0,1]", *TINY)
-    assert code == 1 and "Traceback" not in out, out[-3000:]
+    out = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "dataset.image_size=7,32",
+                       "train.seeds=[0,1]", *TINY, code=1)
+    assert "Traceback" not in out, out[-3000:]
     failed = sorted((tmp_path / "outputs" / "sweeps").rglob("failed.json"))
     assert [json.loads(p.read_text())["seed"] for p in failed] == [0, 1]
     assert all("seed=" in p.parent.name and "image_size=7" in p.parent.name for p in failed)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_module
+from conftest import run_gansweep
 from wandb_files import offline_runs
 
 pytestmark = pytest.mark.slow
@@ -151,10 +151,7 @@ def one_process_and_srun(tmp_path: Path, settings: list[str], monkeypatch,
                          capsys) -> tuple[Path, Path, str]:
     """The same run as one process (this one) and as 2 DDP ranks under `srun`: both run
     directories, and what the DDP run printed."""
-    monkeypatch.chdir(tmp_path)
-    code, said = run_module(monkeypatch, capsys, "gansweep", f"paths.output_dir={tmp_path}/one",
-                            *settings)
-    assert code == 0, said[-3000:]
+    run_gansweep(monkeypatch, capsys, tmp_path, f"paths.output_dir={tmp_path}/one", *settings)
     ddp = subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", "--job-name=gansweep",
                           *gansweep(f"paths.output_dir={tmp_path}/ddp", *settings)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)

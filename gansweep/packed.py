@@ -29,10 +29,9 @@ reach another copy: every layer computes each copy apart).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import torch
@@ -41,8 +40,13 @@ from omegaconf import DictConfig
 
 from gansweep import records
 from gansweep.gan import GAN, LOSS_COLUMNS
-from gansweep.packing import (SEED_CALLBACKS, Packed, pack_checkpoints, state_names,
-                              unpack_checkpoint)
+from gansweep.packing import (
+    SEED_CALLBACKS,
+    Packed,
+    pack_checkpoints,
+    state_names,
+    unpack_checkpoint,
+)
 
 PACKED_CHECKPOINT = "packed.ckpt"  # the job's resume point, packed from its seeds' last.ckpt
 
@@ -109,9 +113,7 @@ class PackedGAN(GAN):
     def generator_of(self, k: int) -> Iterator[torch.nn.Module]:
         """Seed k's G as an unpacked network holding its current weights, on the packed
         one's device, for the block only: the job keeps one set of weights per seed."""
-        like = next(self.generator.parameters())  # the packed one's device and precision
-        generator = copy.deepcopy(self.generator.definition).to_empty(device=like.device)
-        generator.to(like.dtype).load_state_dict(self.generator.copy_state(k))
+        generator = self.generator.copy_network(k)
         try:
             yield generator
         finally:

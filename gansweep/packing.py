@@ -14,7 +14,7 @@ network, not a second copy of it.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,13 +34,16 @@ class Packed(nn.Module):
         params, buffers = stack_module_state(nets)
         self.copies = len(nets)
         self._param_names, self._buffer_names = list(params), list(buffers)
+        saved = set(nets[0].state_dict())  # non-persistent buffers (constants) stay unsaved
+        self.saved_names = [name for name in [*params, *buffers] if name in saved]
         for name, value in params.items():
             self.register_parameter(_flat(name), nn.Parameter(value.detach().clone()))
         for name, value in buffers.items():
-            self.register_buffer(_flat(name), value.clone())
+            self.register_buffer(_flat(name), value.clone(), persistent=name in saved)
         # The definition the copies share, without storage of its own. In a list, not an
         # attribute: it is not a submodule (its meta tensors stay out of state_dict and .to).
         self._definition = [copy.deepcopy(nets[0]).to("meta")]
+        _set_fused(self.definition, False)  # fused ops without a vmap batching rule
 
     @property
     def definition(self) -> nn.Module:
@@ -61,21 +64,44 @@ class Packed(nn.Module):
 
         return vmap(one_copy, randomness="different")(*self.stacked(), x)
 
+    def _saved(self) -> dict[str, torch.Tensor]:
+        params, buffers = self.stacked()
+        return {name: value for name, value in {**params, **buffers}.items()
+                if name in self.saved_names}
+
+    @torch.no_grad()
+    def copy_network(self, k: int) -> nn.Module:
+        """Copy k as a network of its own (its parameters and every buffer, constants
+        included), on the packed one's device and in its precision."""
+        like = next(self.parameters())
+        network = copy.deepcopy(self.definition).to_empty(device=like.device).to(like.dtype)
+        _set_fused(network, True)
+        params, buffers = self.stacked()
+        own = {**dict(network.named_parameters()), **dict(network.named_buffers())}
+        for name, value in {**params, **buffers}.items():
+            own[name].copy_(value[k])
+        return network
+
     def copy_state(self, k: int) -> dict[str, torch.Tensor]:
         """Copy k's state_dict, keyed as the unpacked network's (its checkpoints load it)."""
-        params, buffers = self.stacked()
-        return {name: value[k].detach().clone() for name, value in {**params, **buffers}.items()}
+        return {name: value[k].detach().clone() for name, value in self._saved().items()}
 
     @torch.no_grad()
     def load_copy_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
         """Sets copy k from an unpacked network's state_dict."""
-        params, buffers = self.stacked()
-        wanted = {**params, **buffers}
+        wanted = self._saved()
         if set(state) != set(wanted):
             raise KeyError(f"state_dict keys differ from the packed network's: "
                            f"{sorted(set(state) ^ set(wanted))}")
         for name, value in wanted.items():
             value[k].copy_(state[name])
+
+
+def _set_fused(network: nn.Module, fused: bool) -> None:
+    """Layers with a fused op (`layers.normalised`) use it, or its plain-op spelling."""
+    for module in network.modules():
+        if hasattr(module, "fused"):
+            module.fused = fused
 
 
 # --- Checkpoints: a packed job's, and each of its copies' -----------------------------------
@@ -91,8 +117,7 @@ def state_names(nets: dict[str, Packed]) -> dict[str, str]:
     attribute name in the module (e.g. {"generator": G, "discriminator": D})."""
     names = {}
     for prefix, packed in nets.items():
-        params, buffers = packed.stacked()
-        names.update({f"{prefix}.{n}": f"{prefix}.{_flat(n)}" for n in [*params, *buffers]})
+        names.update({f"{prefix}.{n}": f"{prefix}.{_flat(n)}" for n in packed.saved_names})
     return names
 
 

@@ -112,7 +112,7 @@ def test_transposed_conv_factor_makes_variance_independent_of_stride():
     for v in (stride1, stride2, stride21):
         assert v == pytest.approx(1.0, rel=0.15)
     unscaled = WNConvTranspose2d(64, 64, 4, 2, 1)
-    unscaled.stride_gain = 1.0
+    unscaled.unit_gain.fill_(1.0)
     assert interior_variance(unscaled, x) == pytest.approx(0.25, rel=0.15)
 
 
@@ -181,3 +181,22 @@ def test_wn_addition_starts_as_shortcut_and_matches_formula():
     u, v = add.u.view(1, 3, 1, 1), add.v.view(1, 3, 1, 1)
     expected = (u * residual + v * shortcut) / torch.sqrt(u**2 + v**2 + EPS)
     torch.testing.assert_close(add(residual, shortcut), expected)
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_double_backward_through_wn_matches_the_plain_formula(make):
+    """A gradient penalty differentiates the gradient w.r.t. the input: the fused op's double
+    backward must equal the plain formula's (float64, so rounding cannot hide a difference)."""
+    layer, x = make()
+    layer, x = layer.double(), x.double().requires_grad_(True)
+
+    def penalty_grad(fused):
+        layer.fused = fused
+        layer.zero_grad()
+        (grad_x,) = torch.autograd.grad(layer(x).pow(2).sum(), x, create_graph=True)
+        grad_x.pow(2).sum().backward()
+        return layer.weight.grad.clone()
+
+    fused = penalty_grad(True)
+    assert fused.abs().max() > 0  # a real second-order gradient, not a zero one
+    torch.testing.assert_close(fused, penalty_grad(False))

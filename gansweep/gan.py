@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gansweep.layers import clamp_slopes_, slope_names
 
 # What one training iteration reports (train.csv's columns, the loggers' train/* series)
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
@@ -135,7 +136,19 @@ class GAN(L.LightningModule):
 
     def configure_optimizers(self):
         make = instantiate(self.hparams.optimizer)  # a partial of the optimizer class
-        return make(self.discriminator.parameters()), make(self.generator.parameters())
+        optimizers = []
+        for network in (self.discriminator, self.generator):
+            optimizer = make(network.parameters())
+            slopes = self.slopes_of(network)
+            if slopes:  # TPReLU's slopes stay in [0, 1]: clamped after each step (the paper's)
+                optimizer.register_step_post_hook(lambda *_, s=slopes: clamp_slopes_(s))
+            optimizers.append(optimizer)
+        return tuple(optimizers)
+
+    def slopes_of(self, network: torch.nn.Module) -> list[torch.Tensor]:
+        """The TPReLU slopes among `network`'s parameters."""
+        params = dict(network.named_parameters())
+        return [params[name] for name in slope_names(network)]
 
     def training_step(self, batch, batch_idx: int) -> None:
         real = batch[0]  # (B, C, H, W) in [0, 1]; (K, B, C, H, W) for K packed copies

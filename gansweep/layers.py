@@ -13,11 +13,12 @@ Networks" (arXiv 1704.03971), section 3; README, "The method", Layers, says it i
 
 The normalisation runs in torch's fused weight-norm op (`torch._weight_norm`, the one behind
 `torch.nn.utils.parametrizations.weight_norm`): one kernel forward and one backward per layer
-instead of five and about ten, and a GPU iteration of a small GAN is bound by launches. It
-has no eps: ||w|| is sqrt(sum w^2) where the paper writes sqrt(sum w^2 + eps), a relative
-difference of eps / (2 ||w||^2), below float32 rounding for any weight whose norm is not
-near zero (tests/test_layers.py checks both against the paper's formula). The parametrization
-itself is not used: it would rename `weight` in every checkpoint.
+instead of five and about ten, and a GPU iteration of a small GAN is bound by launches. WN
+addition's coefficients are a normalised vector too and use the same op. It has no eps:
+||w|| is sqrt(sum w^2) where the paper writes sqrt(sum w^2 + 1e-6), a relative difference of
+1e-6 / (2 ||w||^2), below float32 rounding for any weight whose norm is not near zero
+(tests/test_layers.py checks both against the paper's formula). The parametrization itself
+is not used: it would rename `weight` in every checkpoint.
 
 The WN layers subclass the torch layers so they keep torch's default init and attributes
 (`in_channels`, `stride`, ...); only `forward` changes.
@@ -31,8 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EPS = 1e-6
-
 
 def normalised(weight: torch.Tensor, out_dim: int, gain: torch.Tensor,
                fused: bool = True) -> torch.Tensor:
@@ -40,13 +39,17 @@ def normalised(weight: torch.Tensor, out_dim: int, gain: torch.Tensor,
     `gain` (one value per slice). `fused=False` spells the same formula out in plain ops, for
     `torch.func.vmap`, which has no batching rule for the fused one and would run it copy by
     copy (correct, but K launches where packing wants one)."""
-    if out_dim == 1:  # the fused kernel normalises along dim 0: a transpose is a free view
-        return normalised(weight.transpose(0, 1), 0, gain, fused).transpose(0, 1)
-    gain = gain.view(-1, *([1] * (weight.dim() - 1)))
+    last = weight.dim() - 1
+    if fused and out_dim not in (0, last):  # the fused kernel takes the first or last dim:
+        swapped = normalised(weight.transpose(0, out_dim), 0, gain)  # a transpose is a view
+        return swapped.transpose(0, out_dim)
+    shape = [1] * weight.dim()
+    shape[out_dim] = -1
+    gain = gain.view(shape)
     if fused:
-        return torch._weight_norm(weight, gain, 0)
-    dims = list(range(1, weight.dim()))
-    return weight * (gain / weight.pow(2).sum(dims, keepdim=True).sqrt())
+        return torch._weight_norm(weight, gain, out_dim)
+    others = [d for d in range(weight.dim()) if d != out_dim]
+    return weight * (gain / weight.pow(2).sum(others, keepdim=True).sqrt())
 
 
 def _per_channel(param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -119,6 +122,11 @@ class WNConvTranspose2d(_Affine, nn.ConvTranspose2d):
             self, in_channels, out_channels, kernel_size, stride, padding, bias=False
         )
         self._init_affine(out_channels, affine, scale=math.sqrt(self.stride[0] * self.stride[1]))
+        # The same values, laid out in memory as (out, in, kh, kw): the fused op normalises
+        # along dim 0 of a contiguous tensor, and on this layout the transpose it reads is
+        # one. Saves a copy in each forward and the gradient's re-layout in each backward.
+        self.weight = nn.Parameter(self.weight.detach().transpose(0, 1).contiguous()
+                                   .transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gain, bias = self._gain_and_bias()
@@ -130,8 +138,9 @@ class TPReLU(nn.Module):
     """Translated parametric ReLU: x if x >= a, else p * (x - a) + a.
 
     `a` (the threshold that absorbs the removed bias) per channel, init 0; slope `p` per
-    channel, init 0.25, clamped to [0, 1] in forward (the authors clamp after every optimiser
-    step; clamping here is equivalent and needs no extra hook).
+    channel, init 0.25, kept in [0, 1] as the authors keep it: clamped after every optimiser
+    step (`clamp_slopes_`, which `gan.GAN.configure_optimizers` hooks to both optimisers).
+    A clamp inside forward would cost an op in every forward and one in every backward.
     """
 
     def __init__(self, channels: int, slope: float = 0.25):
@@ -142,29 +151,44 @@ class TPReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # a + PReLU(x - a) is the formula above (up to rounding in (x - a) + a) in three
         # kernels instead of five: fewer launches, and a GPU iteration is bound by them.
-        # hardtanh(p, 0, 1) is clamp(p, 0, 1) with a one-op backward instead of five. Their
-        # gradients differ only where a raw slope is exactly 0 or 1 (clamp passes it there,
-        # hardtanh does not), which slopes moved by optimiser steps do not land on.
         a = _per_channel(self.threshold, x)
-        return F.prelu(x - a, F.hardtanh(self.slope, 0.0, 1.0)) + a
+        return F.prelu(x - a, self.slope) + a
+
+
+def slope_names(network: nn.Module) -> list[str]:
+    """The state_dict names of `network`'s TPReLU slopes (the parameters kept in [0, 1])."""
+    return [f"{name}.slope" if name else "slope"
+            for name, module in network.named_modules() if isinstance(module, TPReLU)]
+
+
+@torch.no_grad()
+def clamp_slopes_(slopes: list[torch.Tensor]) -> None:
+    """Clamp TPReLU slopes into [0, 1] in place: two ops for all of them (a step hook)."""
+    if slopes:
+        torch._foreach_clamp_min_(slopes, 0.0)
+        torch._foreach_clamp_max_(slopes, 1.0)
 
 
 class WNAddition(nn.Module):
-    """(u * residual + v * shortcut) / sqrt(u^2 + v^2 + eps), per channel; init u=0, v=1.
+    """(u * residual + v * shortcut) / sqrt(u^2 + v^2) per channel; init u=0, v=1.
 
-    With u = 0 a fresh block outputs exactly its shortcut (up to the eps).
+    With u = 0 a fresh block outputs exactly its shortcut. The coefficients are the
+    per-channel vector (u, v) normalised: WN's fused op again, one op each way instead of
+    about five forward and twelve backward.
     """
+
+    fused = True  # see `_Affine.fused`
 
     def __init__(self, channels: int):
         super().__init__()
         self.u = nn.Parameter(torch.zeros(channels))
         self.v = nn.Parameter(torch.ones(channels))
+        self.register_buffer("unit_gain", torch.ones(channels), persistent=False)
 
     def forward(self, residual: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(self.u.pow(2) + self.v.pow(2) + EPS)
-        u = _per_channel(self.u * scale, residual)
-        v = _per_channel(self.v * scale, residual)
-        return u * residual + v * shortcut
+        uv = normalised(torch.stack([self.u, self.v]), 1, self.unit_gain, self.fused)
+        u, v = uv.unbind(0)
+        return _per_channel(u, residual) * residual + _per_channel(v, shortcut) * shortcut
 
 
 class Addition(nn.Module):

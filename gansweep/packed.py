@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 
 from gansweep import records
 from gansweep.gan import GAN, LOSS_COLUMNS
+from gansweep.layers import slope_names
 from gansweep.packing import (
     SEED_CALLBACKS,
     Packed,
@@ -74,6 +75,11 @@ class PackedGAN(GAN):
         self.diverged: list[int | None] = [None] * len(seeds)
         self.reads: list[list] = [[] for _ in seeds]
         self.latest: list[dict] = [{} for _ in seeds]
+
+    def slopes_of(self, network: Packed) -> list[torch.Tensor]:
+        """The stacked TPReLU slopes of a packed network (each copy's, clamped together)."""
+        params = network.stacked()[0]
+        return [params[name] for name in slope_names(network.definition)]
 
     def sample_codes(self, n: int) -> torch.Tensor:
         """(K, n, code_dim): each copy's codes from its own generator."""

@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+from conftest import ARCHS, NORMS, compose_config
 from hydra.utils import instantiate
 
-from conftest import ARCHS, NORMS, compose_config
+from gansweep.gan import GAN
+from gansweep.packed import PackedGAN
 from gansweep.packing import Packed
 
 K, BATCH, SIZE = 3, 4, 16
@@ -94,3 +96,22 @@ def test_rmsprop_over_packed_parameters_steps_each_copy_as_its_own_would(tmp_pat
         state = packed.copy_state(k)
         for name, value in net.state_dict().items():
             assert torch.allclose(state[name], value, rtol=1e-9, atol=1e-6 * LR), name
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
+def test_each_optimiser_step_clamps_the_tprelu_slopes_into_the_unit_interval(tmp_path, packed):
+    """The paper keeps TPReLU's slope in [0, 1] by clamping it after every step; both
+    optimisers of a run (and of packed copies, on the stacked slopes) do."""
+    m = compose_config(tmp_path, "norm=wn").model
+    shape = {"arch": m.arch, "norm": "wn", "image_size": m.image_size,
+             "channels": m.channels, "optimizer": m.optimizer}
+    gan = PackedGAN(**shape, seeds=[0, 1]) if packed else GAN(**shape)
+    for optimizer, network in zip(gan.configure_optimizers(),
+                                  (gan.discriminator, gan.generator)):
+        slopes = gan.slopes_of(network)
+        assert slopes and all(any(s is p for p in network.parameters()) for s in slopes)
+        with torch.no_grad():
+            for s in slopes:
+                s.copy_(torch.linspace(-2.0, 3.0, s.numel()).view_as(s))
+        optimizer.step()  # no gradients: only the hook changes anything
+        assert all(s.min() == 0.0 and s.max() == 1.0 for s in slopes)

@@ -7,7 +7,10 @@ the paper's columns: best iteration, running loss (the running test at the best 
 and final loss (the best checkpoint's final test). Several seeds of a variant give
 mean +- std and the number of runs. Diverged runs count as results (up to their divergence)
 and say so; runs that did not finish are shown with the iteration they reached, never
-dropped. Writes `table.md`, `table.csv`, `table.tex` and
+dropped. Below the table, each pair of variants that differ in one setting (`--compare`,
+the norm by default) is compared over their runs: the relative difference of their losses
+with a 95% interval and a p-value (`gansweep.effects`). Writes `table.md`, `table.csv`,
+`table.tex`, `comparisons.csv` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm). A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
@@ -28,6 +31,7 @@ import yaml
 
 from gansweep import records
 from gansweep.cli import run_command
+from gansweep.effects import METHOD, finding, relative_effect
 from gansweep.errors import GansweepError, first_line
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
@@ -165,6 +169,70 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
+    """Each pair of variants that differ only in `compare`, for the final and the running
+    loss: the effect size over their runs (`gansweep.effects`). Finished and diverged runs
+    enter with their losses (a diverged run's are results up to its divergence); runs that
+    failed or did not finish are counted beside the statistics, never in them."""
+    runs = [r for r in runs if r["status"] != UNREADABLE]
+    others = [k for k in dict.fromkeys(["arch", "dataset", *variant_keys(runs)])
+              if k != compare]  # what the two sides share
+    groups = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        groups[tuple(setting(run, k) for k in others)][setting(run, compare)].append(run)
+    found = []
+    for context, sides in sorted(groups.items(), key=lambda item: _natural(item[0])):
+        values = sorted(sides, key=lambda v: _natural((v,)))
+        for i, b in enumerate(values):
+            for a in values[i + 1:]:
+                for key, metric in (("final_loss", "final loss"),
+                                    ("running_loss", "running loss")):
+                    found.append(_compared(sides[a], sides[b], a, b, ", ".join(context),
+                                           key, metric))
+    return [c for c in found if c is not None]
+
+
+def _compared(runs_a, runs_b, a, b, context, key, metric) -> dict | None:
+    losses = [[r[key] for r in side if r["status"] in records.RESULTS and r.get(key) is not None]
+              for side in (runs_a, runs_b)]
+    if not all(losses):
+        return None
+    effect = relative_effect(*losses)
+    line = finding(a, b, context, metric, effect)
+    diverged = sum(r["status"] == "diverged" for r in (*runs_a, *runs_b))
+    left_out = [r for r in (*runs_a, *runs_b) if r["status"] not in records.RESULTS]
+    notes = [f"{diverged} diverged, in with their losses up to the divergence"] * bool(diverged)
+    notes += [f"{len(left_out)} not finished or failed, left out"] * bool(left_out)
+    if notes:
+        line += f" ({'; '.join(notes)})"
+    return {"a": a, "b": b, "context": context, "metric": metric, "n_a": effect.n_a,
+            "n_b": effect.n_b, "relative_difference": effect.estimate, "ci_low": effect.low,
+            "ci_high": effect.high, "p": effect.p, "method": METHOD, "diverged": diverged,
+            "left_out": len(left_out), "finding": line}
+
+
+def comparisons_markdown(found: list[dict], compare: str) -> str:
+    if not found:
+        return ""
+    head = (f"\nVariants that differ in {compare}: relative difference of the geometric mean "
+            f"loss, 95% CI and p-value over runs ({METHOD}):\n")
+    return "\n".join([head, *(f"- {c['finding']}" for c in found)]) + "\n"
+
+
+def comparisons_latex(found: list[dict]) -> str:
+    """The comparisons as a second tabular (empty without any)."""
+    def percent(x):
+        return "--" if x is None else f"{x:+.1%}"
+
+    header = ["comparison", "shared", "metric", "relative difference", "95% CI", "p", "runs"]
+    rows = [[f"{c['a']} vs {c['b']}", c["context"], c["metric"],
+             percent(c["relative_difference"]),
+             "--" if c["p"] is None else f"[{percent(c['ci_low'])}, {percent(c['ci_high'])}]",
+             "--" if c["p"] is None else f"{c['p']:.3f}", f"{c['n_a']} vs {c['n_b']}"]
+            for c in found]
+    return latex(header, rows).replace("%", r"\%") if found else ""
+
+
 def _natural(variant: tuple) -> tuple:
     """Numbers in numeric order (image size 7 before 32), words in alphabetical order."""
     def key(value):
@@ -231,9 +299,11 @@ def plot(runs: list[dict], path: Path) -> None:
 
 
 def report(sweep_dir: Path | None, out_dir: Path | None = None,
-           wandb_project: str | None = None) -> str:
-    """Writes the table (md, csv, tex) and recon.png into `out_dir` (default: the sweep
-    directory); returns the markdown. Runs come from `sweep_dir` or a W&B project."""
+           wandb_project: str | None = None, compare: str = "norm") -> str:
+    """Writes the table (md, csv, tex), the comparisons of variants that differ in `compare`
+    (in table.md and table.tex, and comparisons.csv) and recon.png into `out_dir` (default:
+    the sweep directory); returns the markdown. Runs come from `sweep_dir` or a W&B
+    project."""
     runs = collect_wandb(wandb_project) if wandb_project else collect(Path(sweep_dir))
     if not runs:
         raise GansweepError(f"no runs under {wandb_project or sweep_dir} "
@@ -241,11 +311,17 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
     out_dir = Path(out_dir or sweep_dir)
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = markdown(header, rows) + unreadable_note(runs)
+    found = comparisons(runs, compare)
+    md = markdown(header, rows) + unreadable_note(runs) + comparisons_markdown(found, compare)
     (out_dir / "table.md").write_text(md)
-    (out_dir / "table.tex").write_text(latex(header, rows))
+    (out_dir / "table.tex").write_text(latex(header, rows) + comparisons_latex(found))
     with open(out_dir / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
+    if found:
+        with open(out_dir / "comparisons.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(found[0]))
+            writer.writeheader()
+            writer.writerows(found)
     plot([r for r in runs if r["status"] != UNREADABLE], out_dir / "recon.png")
     return md
 
@@ -275,10 +351,13 @@ def main(argv=None) -> str:
     parser.add_argument("sweep_dir", type=Path, nargs="?", help="a sweep (or any folder of runs)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B")
     parser.add_argument("--out", type=Path, default=None, help="default: the sweep directory")
+    parser.add_argument("--compare", default="norm", metavar="SETTING",
+                        help="compare variants that differ in this setting (default: norm; "
+                             "e.g. train.lr)")
     args = parser.parse_args(argv)
     if not args.sweep_dir and not (args.wandb and args.out):
         parser.error("give a sweep directory, or --wandb ENTITY/PROJECT with --out DIR")
-    md = report(args.sweep_dir, args.out, args.wandb)
+    md = report(args.sweep_dir, args.out, args.wandb, args.compare)
     print(md)
     return md
 

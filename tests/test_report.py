@@ -53,6 +53,28 @@ def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
     assert (tmp_path / "recon.png").stat().st_size > 10_000
 
 
+def test_variants_that_differ_in_the_norm_are_compared_with_an_interval(sweep, tmp_path):
+    """wn against vanilla, final and running loss, over the finished runs; the unfinished
+    third wn seed is counted beside the statistics, not in them."""
+    from gansweep.effects import finding, relative_effect
+
+    md = main([str(sweep), "--out", str(tmp_path)])
+    vanilla, wn = summaries(sweep, "vanilla"), summaries(sweep, "wn")
+    for key, metric in (("final_loss", "final loss"), ("running_loss", "running loss")):
+        effect = relative_effect([s[key] for s in wn], [s[key] for s in vanilla])
+        line = finding("wn", "vanilla", "dcgan, digits", metric, effect)
+        assert f"- {line} (1 not finished or failed, left out)" in md
+        assert effect.p is not None and (effect.n_a, effect.n_b) == (2, 2)
+    with open(tmp_path / "comparisons.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["a"], r["b"], r["metric"], r["n_a"], r["left_out"]) for r in rows] == [
+        ("wn", "vanilla", "final loss", "2", "1"), ("wn", "vanilla", "running loss", "2", "1")]
+    assert "Welch" in md and "wn vs vanilla" in (tmp_path / "table.tex").read_text()
+    # another compared setting: the norm becomes part of what the sides share, and no
+    # other setting varies here, so there is nothing to compare
+    assert "vs" not in main([str(sweep), "--out", str(tmp_path / "lr"), "--compare", "train.lr"])
+
+
 def test_a_single_run_per_variant_shows_plain_values_and_varying_keys(make_cfg, tmp_path):
     for arch in ("dcgan", "resnet"):
         train(make_cfg(f"arch={arch}", f"run_dir={tmp_path}/runs/{arch}"))
@@ -106,6 +128,7 @@ def test_the_comparison_notebook_runs_on_a_sweep(sweep, monkeypatch):
     assert "5 runs" in text
     tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert tables and "| vanilla |" in tables[0] and "| wn |" in tables[0]
+    assert "- wn vs vanilla (dcgan, digits): final loss" in tables[1]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the curves, and the sample grids side by side
 

@@ -7,7 +7,8 @@ the paper's columns: best iteration, running loss (the running test at the best 
 and final loss (the best checkpoint's final test). Several seeds of a variant give
 mean +- std and the number of runs. Diverged runs count as results (up to their divergence)
 and say so; runs that did not finish are shown with the iteration they reached, never
-dropped. Below the table, each pair of variants that differ in one setting (`--compare`,
+dropped. Below the table, a row in one of the paper's settings gets the paper's numbers
+beside it (`gansweep.paper`), and each pair of variants that differ in one setting (`--compare`,
 the norm by default) is compared over their runs: the relative difference of their losses
 with a 95% interval and a p-value (`gansweep.effects`). Writes `table.md`, `table.csv`,
 `table.tex`, `comparisons.csv` and
@@ -25,14 +26,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
-import yaml
 
 from gansweep import records
 from gansweep.cli import run_command
 from gansweep.effects import METHOD, finding, relative_effect
 from gansweep.errors import GansweepError, first_line
+from gansweep.paper import SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 
@@ -219,6 +221,36 @@ def comparisons_markdown(found: list[dict], compare: str) -> str:
     return "\n".join([head, *(f"- {c['finding']}" for c in found)]) + "\n"
 
 
+def beside_the_paper(runs: list[dict]) -> str:
+    """Below the table: each row that is one of the paper's settings, with the paper's
+    numbers and the difference (the row's mean over its finished and diverged runs)."""
+    runs = [r for r in runs if r["status"] != UNREADABLE]
+    keys = variant_keys(runs)
+    groups = defaultdict(list)
+    for run in runs:
+        if run["status"] in records.RESULTS:
+            groups[tuple(setting(run, k) for k in keys)].append(run)
+    lines = []
+    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
+        first = members[0]
+        paper = papers_row(first["norm"], setting(first, "arch"), setting(first, "dataset"))
+        if paper is None:
+            continue
+        cells = []
+        for key, title, fmt in COLUMNS:
+            values = [r[key] for r in members if r.get(key) is not None]
+            if values:
+                ours = statistics.mean(values)
+                cells.append(f"{title} {fmt.format(ours)} vs {fmt.format(paper[key])} "
+                             f"({ours / paper[key] - 1:+.1%})")
+        label = " / ".join(variant)
+        lines.append(f"- {label} ({setting(first, 'arch')}, {setting(first, 'dataset')}): "
+                     + "; ".join(cells))
+    if not lines:
+        return ""
+    return "\n".join([f"\nBeside the paper (ours vs theirs: {SOURCE}):\n", *lines]) + "\n"
+
+
 def comparisons_latex(found: list[dict]) -> str:
     """The comparisons as a second tabular (empty without any)."""
     def percent(x):
@@ -312,7 +344,8 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     found = comparisons(runs, compare)
-    md = markdown(header, rows) + unreadable_note(runs) + comparisons_markdown(found, compare)
+    md = (markdown(header, rows) + unreadable_note(runs) + beside_the_paper(runs)
+          + comparisons_markdown(found, compare))
     (out_dir / "table.md").write_text(md)
     (out_dir / "table.tex").write_text(latex(header, rows) + comparisons_latex(found))
     with open(out_dir / "table.csv", "w", newline="") as f:

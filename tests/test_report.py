@@ -178,3 +178,36 @@ def test_a_torn_recon_row_is_left_out_by_the_report_as_by_the_resuming_writer(tm
     kept = records.recon_series(tmp_path)
     assert kept == [(3, 0.5), (6, 0.25), (9, 0.1)]
     assert [int(r["iter"]) for r in records.recon_history(tmp_path).read()] == [3, 6, 9]
+
+
+def write_run(run_dir: Path, norm: str, arch: str, dataset: str, seed: int, **results):
+    """A finished run's record as a run writes it (config.yaml, summary.json), no training."""
+    run_dir.mkdir(parents=True)
+    OmegaConf.save({"norm": {"name": norm}, "arch": {"name": arch},
+                    "dataset": {"name": dataset}, "seed": seed}, run_dir / "config.yaml")
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"status": "finished", "norm": norm, "arch": arch, "dataset": dataset, "seed": seed,
+         "iters_done": results["best_iter"], **results}))
+
+
+def test_rows_of_the_papers_setting_show_its_numbers_and_the_difference(tmp_path):
+    from gansweep.paper import SOURCE
+
+    runs = tmp_path / "runs"
+    for seed, final in ((0, 0.0060), (1, 0.0056)):
+        write_run(runs / f"wn-{seed}", "wn", "dcgan", "celeba", seed, best_iter=400_000,
+                  running_loss=0.0130, final_loss=final)
+    write_run(runs / "bn", "bn", "dcgan", "celeba", 0, best_iter=20_000,
+              running_loss=0.0180, final_loss=0.0070)
+    write_run(runs / "resnet", "wn", "resnet", "celeba", 0, best_iter=1_000,
+              running_loss=0.02, final_loss=0.01)  # a setting the paper has no table for
+    md = main([str(runs)])
+    assert f"Beside the paper (ours vs theirs: {SOURCE}):" in md
+    assert ("- bn / dcgan (dcgan, celeba): best iteration 20,000 vs 30,500 (-34.4%); "
+            "running loss 0.018000 vs 0.017199 (+4.7%); final loss 0.007000 vs 0.006355 "
+            "(+10.1%)") in md
+    assert (f"- wn / dcgan (dcgan, celeba): best iteration 400,000 vs 463,000 (-13.6%); "
+            f"running loss 0.013000 vs 0.013010 (-0.1%); final loss 0.005800 vs 0.005524 "
+            f"({0.0058 / 0.005524 - 1:+.1%})") in md
+    assert "wn / resnet (resnet" not in md
+    assert "Beside the paper" not in main([str(runs / "resnet")])

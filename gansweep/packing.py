@@ -66,8 +66,8 @@ class Packed(nn.Module):
 
     def _saved(self) -> dict[str, torch.Tensor]:
         params, buffers = self.stacked()
-        return {name: value for name, value in {**params, **buffers}.items()
-                if name in self.saved_names}
+        every = {**params, **buffers}
+        return {name: every[name] for name in self.saved_names}
 
     @torch.no_grad()
     def copy_network(self, k: int) -> nn.Module:

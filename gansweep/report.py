@@ -148,18 +148,14 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The table's header and rows (unreadable runs are left out: see `unreadable_note`)."""
     runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
-    groups = defaultdict(list)
-    for run in runs:
-        groups[tuple(setting(run, k) for k in keys)].append(run)
     # "runs": the runs pooled in a row, i.e. its seeds (settings that differ split rows)
     header = [*keys, *(title for _, title, _ in COLUMNS), "runs", "status"]
     rows = []
-    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
+    for variant, members in variants(runs, keys):
         # a diverged run's best iteration and losses are results (the paper's collapsing
         # runs had them too); an unfinished run's are partial, so only listed
         done = [r for r in members if r["status"] in records.RESULTS]
-        cells = [_mean_std([r[key] for r in done if r.get(key) is not None], fmt)
-                 for key, _, fmt in COLUMNS]
+        cells = [_mean_std(_results(done, key), fmt) for key, _, fmt in COLUMNS]
         finished = sum(r["status"] == "finished" for r in members)
         others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
                   for r in members if r["status"] != "finished"]
@@ -169,6 +165,19 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         status = "; ".join([f"{finished} finished"] * bool(finished) + others + restarted)
         rows.append([*variant, *cells, str(len(members)), status])
     return header, rows
+
+
+def variants(runs: list[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]]:
+    """`runs` grouped by their values of `keys` (a table row each), in natural order."""
+    groups = defaultdict(list)
+    for run in runs:
+        groups[tuple(setting(run, k) for k in keys)].append(run)
+    return sorted(groups.items(), key=lambda item: _natural(item[0]))
+
+
+def _results(runs: list[dict], key: str) -> list[float]:
+    """The runs' values of a result column (`key` of COLUMNS), where they have one."""
+    return [r[key] for r in runs if r.get(key) is not None]
 
 
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
@@ -195,7 +204,7 @@ def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
 
 
 def _compared(runs_a, runs_b, a, b, context, key, metric) -> dict | None:
-    losses = [[r[key] for r in side if r["status"] in records.RESULTS and r.get(key) is not None]
+    losses = [_results([r for r in side if r["status"] in records.RESULTS], key)
               for side in (runs_a, runs_b)]
     if not all(losses):
         return None
@@ -226,19 +235,15 @@ def beside_the_paper(runs: list[dict]) -> str:
     numbers and the difference (the row's mean over its finished and diverged runs)."""
     runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
-    groups = defaultdict(list)
-    for run in runs:
-        if run["status"] in records.RESULTS:
-            groups[tuple(setting(run, k) for k in keys)].append(run)
     lines = []
-    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
+    for variant, members in variants([r for r in runs if r["status"] in records.RESULTS], keys):
         first = members[0]
         paper = papers_row(first["norm"], setting(first, "arch"), setting(first, "dataset"))
         if paper is None:
             continue
         cells = []
         for key, title, fmt in COLUMNS:
-            values = [r[key] for r in members if r.get(key) is not None]
+            values = _results(members, key)
             if values:
                 ours = statistics.mean(values)
                 cells.append(f"{title} {fmt.format(ours)} vs {fmt.format(paper[key])} "
@@ -304,12 +309,8 @@ def plot(runs: list[dict], path: Path) -> None:
     keys = variant_keys(runs)
     norms = sorted({r["norm"] for r in runs})
     colours = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(norms)}
-    groups = defaultdict(list)
-    for run in runs:
-        if run["series"]:
-            groups[tuple(setting(run, k) for k in keys)].append(run)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for variant, members in sorted(groups.items(), key=lambda item: _natural(item[0])):
+    for variant, members in variants([r for r in runs if r["series"]], keys):
         label, colour = " / ".join(map(str, variant)), colours[members[0]["norm"]]
         if len(members) == 1:
             iters, losses = zip(*members[0]["series"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from gansweep.benchmark.train import OpCounter
 from gansweep.layers import (
     TPReLU,
     WNAddition,
@@ -217,19 +217,6 @@ def test_double_backward_through_wn_matches_the_plain_formula(make):
     torch.testing.assert_close(fused, penalty_grad(False))
 
 
-class OpNames(TorchDispatchMode):
-    """The aten ops dispatched while active, views excluded (they launch nothing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view:
-            self.names.append(func.__name__.split(".")[0])
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("affine", [False, True], ids=["strict", "affine"])
 @pytest.mark.parametrize("make", [
     lambda affine: (WNLinear(16, 8, affine=affine), torch.randn(5, 16)),
@@ -241,10 +228,10 @@ def test_a_wn_layer_normalises_in_one_fused_op_each_way_without_copying_its_weig
     affine's gamma and beta folded into the weighted op (no elementwise op after it), and no
     copy of the weight in the forward (a transposed conv's weight is laid out for it)."""
     layer, x = make(affine)
-    out = OpNames()
+    out = OpCounter()
     with out:
         y = layer(x)
-    back = OpNames()
+    back = OpCounter()
     with back:
         y.sum().backward()
     assert out.names.count("_weight_norm_interface") == 1
@@ -257,7 +244,7 @@ def test_a_wn_layer_normalises_in_one_fused_op_each_way_without_copying_its_weig
 def test_tprelu_runs_in_three_ops_forward_with_no_clamp():
     """The slope's clamp is the optimiser step's (clamp_slopes_), not an op per forward."""
     act, x = TPReLU(3), torch.randn(2, 3, 4, 4)
-    out = OpNames()
+    out = OpCounter()
     with out:
         act(x)
     assert sorted(out.names) == ["_prelu_kernel", "add", "sub"]

@@ -81,15 +81,20 @@ PLANS = {  # (setting, quick) -> Plan; DCGAN-64 iterations are slow on a CPU: fe
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten ops dispatched while active, views excluded."""
+    """Counts the aten ops dispatched while active, views excluded; `names` lists them
+    (e.g. "convolution", "_weight_norm_interface") in dispatch order."""
 
     def __init__(self):
         super().__init__()
-        self.ops = 0
+        self.names: list[str] = []
+
+    @property
+    def ops(self) -> int:
+        return len(self.names)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if not func.is_view:
-            self.ops += 1
+            self.names.append(func.__name__.split(".")[0])
         return func(*args, **(kwargs or {}))
 
 

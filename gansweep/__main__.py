@@ -15,12 +15,14 @@ log = logging.getLogger("gansweep")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Trains the job; returns its objective (`gansweep.objective`) for Hydra's sweepers."""
     # torch/lightning import after Hydra parses the CLI
     from gansweep.cli import describe_os_error
+    from gansweep.job import run_dirs, train
     from gansweep.lock import RunDirectoryBusy
+    from gansweep.objective import job_objective
     from gansweep.signals import Interrupted
-    from gansweep.job import train
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -44,6 +46,8 @@ def main(cfg: DictConfig) -> None:
         record_failure(cfg, error)
     # In a sweep a failed run is recorded, not raised: Hydra would stop at the first failed
     # job's exception before the table; the table lists it and the sweep exits 1 (report.py).
+    # Its objective is None: a failed trial to an optimisation sweeper.
+    return job_objective(list(run_dirs(cfg).values()), cfg.objective)
 
 
 def record_failure(cfg: DictConfig, error: Exception) -> None:

@@ -13,7 +13,9 @@ the norm by default) is compared over their runs: the relative difference of the
 with a 95% interval and a p-value (`gansweep.effects`). Writes `table.md`, `table.csv`,
 `table.tex`, `comparisons.csv` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
-min-max band per variant when it has several seeds, colour by norm). A multirun writes and
+min-max band per variant when it has several seeds, colour by norm; a marker at each run's
+best). The table's stability columns (`gansweep.stability`) say how far each variant's running
+loss rose after its best, and how many of its runs diverged. A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -37,6 +40,7 @@ from gansweep.errors import GansweepError, first_line
 from gansweep.paper import SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
+from gansweep.stability import COLUMNS as STABILITY, run_stability, variant_stability
 
 COMPARED = ("norm", "arch", "dataset")
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
@@ -108,7 +112,8 @@ def collect_wandb(project: str) -> list[dict]:
             **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
             "status": run.summary.get("status") or f"unfinished ({run.state})",
             "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
-            "settings": run.config.get("settings") or {}, "config": run.config, "dir": None}))
+            "settings": run.config.get("settings") or {}, "config": run.config, "dir": None,
+            "wandb_group": run.group}))
     return runs
 
 
@@ -149,7 +154,7 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
     # "runs": the runs pooled in a row, i.e. its seeds (settings that differ split rows)
-    header = [*keys, *(title for _, title, _ in COLUMNS), "runs", "status"]
+    header = [*keys, *(title for _, title, _ in COLUMNS), *STABILITY, "runs", "status"]
     rows = []
     for variant, members in variants(runs, keys):
         # a diverged run's best iteration and losses are results (the paper's collapsing
@@ -163,7 +168,8 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
                      f"divergence{'s' * (len(r['restarts']) > 1)} restarted"
                      for r in members if r.get("restarts")]
         status = "; ".join([f"{finished} finished"] * bool(finished) + others + restarted)
-        rows.append([*variant, *cells, str(len(members)), status])
+        rows.append([*variant, *cells, *variant_stability(members).cells(), str(len(members)),
+                     status])
     return header, rows
 
 
@@ -322,6 +328,10 @@ def plot(runs: list[dict], path: Path) -> None:
                 label=f"{label} (mean of {len(members)} runs)")
         ax.fill_between(common, [min(v) for v in by_iter], [max(v) for v in by_iter],
                         color=colour, alpha=0.2, linewidth=0)
+    best = [(run_stability(r["series"]), colours[r["norm"]]) for r in runs if r["series"]]
+    ax.scatter([b.best_iter for b, _ in best], [b.best for b, _ in best], marker="v", s=18,
+               color=[c for _, c in best], edgecolors="black", linewidths=0.4, zorder=3,
+               label="each run's best")
     ax.set_xlabel("GAN iteration")
     ax.set_ylabel("running reconstruction error")
     ax.grid(alpha=0.3)
@@ -331,16 +341,39 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def collect_runs(sweep_dir: Path | None, wandb_project: str | None) -> list[dict]:
+    """The runs of a sweep directory, or of a W&B project."""
+    runs = collect_wandb(wandb_project) if wandb_project else collect(Path(sweep_dir))
+    if not runs:
+        raise GansweepError(f"no runs under {wandb_project or sweep_dir} "
+                            f"(a run directory holds config.yaml)")
+    return runs
+
+
+def to_wandb_report(sweep_dir: Path | None, wandb_project: str | None, target: str,
+                    compare: str, text: str, out_dir: Path | None, dry_run: bool) -> str:
+    """The report as a W&B Report in `target` (ENTITY/PROJECT): saved, or with `dry_run`
+    its spec written to `wandb_report.json`; says where it went."""
+    from gansweep import dashboard
+
+    entity, _, project = target.partition("/")
+    runs = [r for r in collect_runs(sweep_dir, wandb_project) if r["status"] != UNREADABLE]
+    name = Path(sweep_dir).resolve().name if sweep_dir else wandb_project
+    built = dashboard.build(runs, entity, project, compare, text, f"gansweep: {name}")
+    if not dry_run:
+        return f"W&B Report saved: {dashboard.save(built)}"
+    path = Path(out_dir or sweep_dir) / "wandb_report.json"
+    path.write_text(json.dumps(dashboard.spec(built), indent=1) + "\n")
+    return f"W&B Report not saved (--dry-run); its spec: {path}"
+
+
 def report(sweep_dir: Path | None, out_dir: Path | None = None,
            wandb_project: str | None = None, compare: str = "norm") -> str:
     """Writes the table (md, csv, tex), the comparisons of variants that differ in `compare`
     (in table.md and table.tex, and comparisons.csv) and recon.png into `out_dir` (default:
     the sweep directory); returns the markdown. Runs come from `sweep_dir` or a W&B
     project."""
-    runs = collect_wandb(wandb_project) if wandb_project else collect(Path(sweep_dir))
-    if not runs:
-        raise GansweepError(f"no runs under {wandb_project or sweep_dir} "
-                            f"(a run directory holds config.yaml)")
+    runs = collect_runs(sweep_dir, wandb_project)
     out_dir = Path(out_dir or sweep_dir)
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -388,11 +421,25 @@ def main(argv=None) -> str:
     parser.add_argument("--compare", default="norm", metavar="SETTING",
                         help="compare variants that differ in this setting (default: norm; "
                              "e.g. train.lr)")
+    parser.add_argument("--wandb-report", metavar="ENTITY/PROJECT",
+                        help="also build the report as a W&B Report there (needs W&B online "
+                             "to save; pip install -e '.[wandb-report]')")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --wandb-report: write its spec to wandb_report.json "
+                             "instead of saving it")
     args = parser.parse_args(argv)
     if not args.sweep_dir and not (args.wandb and args.out):
         parser.error("give a sweep directory, or --wandb ENTITY/PROJECT with --out DIR")
+    if args.wandb_report and args.wandb_report.count("/") != 1:
+        parser.error(f"--wandb-report {args.wandb_report}: give ENTITY/PROJECT, e.g. "
+                     f"my-team/gansweep")
+    if args.dry_run and not args.wandb_report:
+        parser.error("--dry-run goes with --wandb-report ENTITY/PROJECT")
     md = report(args.sweep_dir, args.out, args.wandb, args.compare)
     print(md)
+    if args.wandb_report:
+        print(to_wandb_report(args.sweep_dir, args.wandb, args.wandb_report, args.compare, md,
+                              args.out, args.dry_run))
     return md
 
 

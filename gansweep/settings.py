@@ -84,6 +84,8 @@ class Final:
 @dataclass
 class Settings:
     seed: int = whole(0)  # the training seed: initialisation, codes, batch order
+    # what a job returns to an optimisation sweeper, lower is better (gansweep/objective.py)
+    objective: str = one_of("final_loss", ["final_loss", "running_loss"])
     train: Train = field(default_factory=Train)
     recon: Recon = field(default_factory=Recon)
     final: Final = field(default_factory=Final)

@@ -72,7 +72,8 @@ def test_multirun_runs_each_norm_one_after_another(tmp_path, monkeypatch, capsys
     assert out.count("finished at iteration 6") == 3
     assert (sweep / "multirun.yaml").exists()
     # the sweep ends with the paper's table, printed and written
-    assert "| norm | best iteration | running loss | final loss | runs | status |" in out
+    assert ("| norm | best iteration | running loss | final loss | rise after best | worst rise"
+            " | diverged | runs | status |") in out
     assert out.count(" | 1 | 1 finished |") == 3
     assert {p.name for p in sweep.iterdir()} >= {"table.md", "table.csv", "table.tex",
                                                  "recon.png"}
@@ -137,7 +138,7 @@ def test_a_failing_run_does_not_take_the_sweep_or_its_table_down(tmp_path, monke
     assert "Traceback" not in out
     assert "DCGAN needs images of at least 8 px; got 7 px" in out
     # one row per image size: the failed run is not pooled with the one that trained
-    assert "| wn | 7 | - | - | - | 1 | failed at 0 (seed 0) |" in out
+    assert "| wn | 7 | - | - | - | - | - | - | 1 | failed at 0 (seed 0) |" in out
     assert "| 1 | 1 finished |" in out.split("| wn | 32 |")[1].splitlines()[0]
     assert "1 run(s) of this sweep failed" in out.split("| wn | 32 |")[1]  # after the table
     (failed,) = (tmp_path / "outputs" / "sweeps").rglob("failed.json")

@@ -37,15 +37,16 @@ def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
     md = main([str(sweep), "--out", str(tmp_path)])
     with open(tmp_path / "table.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
-    assert header == ["norm", "best iteration", "running loss", "final loss", "runs", "status"]
+    assert header == ["norm", "best iteration", "running loss", "final loss", "rise after best",
+                      "worst rise", "diverged", "runs", "status"]
     assert [r[0] for r in rows] == ["vanilla", "wn"]
     vanilla = summaries(sweep, "vanilla")
     final = [s["final_loss"] for s in vanilla]
     assert rows[0][3] == f"{statistics.mean(final):.6f} ± {statistics.stdev(final):.6f}"
-    assert rows[0][4] == "2" and rows[0][5] == "2 finished"
+    assert rows[0][7] == "2" and rows[0][8] == "2 finished"
     # the unfinished run is counted and shown, not dropped; only finished runs are averaged
-    assert rows[1][4] == "3"
-    assert rows[1][5] == "2 finished; unfinished at 3 (seed 2)"  # its last recon: iter 3
+    assert rows[1][7] == "3" and rows[1][6] == "0/2"
+    assert rows[1][8] == "2 finished; unfinished at 3 (seed 2)"  # its last recon: iter 3
     wn_final = [s["final_loss"] for s in summaries(sweep, "wn")]
     assert rows[1][3].startswith(f"{statistics.mean(wn_final):.6f} ± ")
     assert md == (tmp_path / "table.md").read_text() and "| vanilla |" in md
@@ -144,6 +145,7 @@ class FakeWandbRun:
             self._history = [{"trainer/iter": int(r["iter"]), "recon/running": float(r["recon_mse"])}
                              for r in csv.DictReader(f)]
         self.state = "finished"
+        self.group = run_dir.parent.name
 
     def scan_history(self, keys):
         return [{k: row[k] for k in keys} for row in self._history]

@@ -122,6 +122,8 @@ OFFLINE = ["wandb.mode=offline"]
 # setting -> (value, what the run's built objects show, overrides it needs)
 REACHES = {
     "seed": (7, lambda b: [b.data.seed, b.model.hparams.seed], []),
+    # read after training, by gansweep/__main__.py: tests/test_objective.py checks its value
+    "objective": ("running_loss", lambda b: [b.cfg.objective], []),
     "run_dir": (ELSEWHERE, lambda b: [b.last.path.parent.parent], []),
     "train.iters": (7, lambda b: [b.data.iters, b.recon.last, b.last.last, b.samples.last], []),
     "train.batch_size": (8, lambda b: [b.data.batch_size], []),

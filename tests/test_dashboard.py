@@ -1,0 +1,97 @@
+"""`python -m gansweep.report ... --wandb-report ENTITY/PROJECT`: a W&B Report built from a
+real sweep's offline runs (gansweep/dashboard.py), checked against what W&B wrote on disk.
+Saving to a W&B server cannot be tested here: --dry-run writes the spec instead."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY, run_module
+from wandb_files import offline_runs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two norms x two seeds, W&B offline (the default mode), as a user runs it."""
+    root = tmp_path_factory.mktemp("dashboard")
+    short = [o for o in TINY if o != "wandb.mode=disabled"]
+    done = subprocess.run([sys.executable, "-m", "gansweep", "-m", "norm=vanilla,wn",
+                           "seed=0,1", *short], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = (root / "outputs" / "sweeps").iterdir()
+    return sweep
+
+
+def build(monkeypatch, capsys, sweep, out, *args):
+    code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
+                            str(out), "--wandb-report", "my-team/gansweep", "--dry-run", *args)
+    assert code == 0, said
+    assert f"its spec: {out / 'wandb_report.json'}" in said
+    return json.loads((out / "wandb_report.json").read_text())
+
+
+def blocks(spec, kind):
+    return [b for b in spec["blocks"] if b["type"] == kind]
+
+
+def test_the_report_shows_the_sweeps_runs_grouped_by_norm(sweep, tmp_path, monkeypatch,
+                                                          capsys):
+    spec = build(monkeypatch, capsys, sweep, tmp_path)
+    wandb_runs = offline_runs(sweep)
+    assert len(wandb_runs) == 4
+    assert (spec["type"], spec["entity"], spec["project"]) == ("Report", "my-team", "gansweep")
+    # the table and comparisons, as the report printed them
+    (text,) = blocks(spec, "MarkdownBlock")
+    assert text["text"] == (tmp_path / "table.md").read_text() and "wn vs vanilla" in text["text"]
+    (grid,) = blocks(spec, "PanelGrid")
+    (runset,) = grid["runsets"]
+    # the runs of this sweep: its W&B group, as the offline runs recorded it
+    (group,) = {wb.run.run_group for wb in wandb_runs}
+    assert runset["filters"] == f"Group = '{group}'"
+    assert (runset["entity"], runset["project"]) == ("my-team", "gansweep")
+    # grouped by a config key the runs have, with each value the runs logged
+    assert runset["groupby"] == ["config.norm.value"]
+    assert {wb.config["norm"] for wb in wandb_runs} == {"vanilla", "wn"}
+    # the runs table: each run's results, keys the runs' summaries hold
+    summary_keys = [c.split(":", 1)[1] for c in runset["pinned_columns"]
+                    if c.startswith("summary:")]
+    assert summary_keys == ["best_iter", "running_loss", "final_loss", "status"]
+    assert all(k in wb.summary for wb in wandb_runs for k in summary_keys)
+    line = next(p for p in grid["panels"] if p["type"] == "LinePlot")
+    assert (line["x"], line["y"]) == ("trainer/iter", ["recon/running"])
+    assert line["groupby"] == {"type": "Config", "name": "norm.value"}
+    assert (line["groupby_aggfunc"], line["groupby_rangefunc"]) == ("mean", "minmax")
+    assert all(wb.series("recon/running") for wb in wandb_runs)  # the x and y it plots
+    media = next(p for p in grid["panels"] if p["type"] == "MediaBrowser")
+    assert media["media_keys"] == ["samples"]
+    assert all(any("samples/_type" in row for row in wb.history) for wb in wandb_runs)
+
+
+def test_another_compared_setting_groups_by_its_flat_config_key(sweep, tmp_path,
+                                                                monkeypatch, capsys):
+    spec = build(monkeypatch, capsys, sweep, tmp_path, "--compare", "train.lr")
+    (grid,) = blocks(spec, "PanelGrid")
+    assert grid["runsets"][0]["groupby"] == ["config.train.lr.value"]
+    assert "config:train.lr.value" in grid["runsets"][0]["pinned_columns"]
+    assert all("train.lr" in wb.config for wb in offline_runs(sweep))
+
+
+def test_saving_without_wandb_online_is_one_line(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
+                            str(tmp_path), "--wandb-report", "my-team/gansweep")
+    assert code == 1 and "Traceback" not in said
+    assert "could not save the W&B Report to my-team/gansweep" in said and "--dry-run" in said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--wandb-report", "gansweep"], "give ENTITY/PROJECT"),
+    (["--dry-run"], "--dry-run goes with --wandb-report"),
+])
+def test_bad_report_options_are_one_line(sweep, monkeypatch, capsys, args, message):
+    code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), *args)
+    assert code == 2 and message in said

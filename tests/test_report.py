@@ -131,7 +131,8 @@ def test_the_comparison_notebook_runs_on_a_sweep(sweep, monkeypatch):
     assert tables and "| vanilla |" in tables[0] and "| wn |" in tables[0]
     assert "- wn vs vanilla (dcgan, digits): final loss" in tables[1]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 2  # the curves, and the sample grids side by side
+    assert len(images) == 3  # the curves, the stability bands, the sample grids
+    assert "wn: rise after best" in text and "diverged 0/2" in text
 
 
 class FakeWandbRun:

@@ -233,7 +233,7 @@ def test_a_failing_packed_job_records_each_seed_as_failed(tmp_path, monkeypatch,
     failed = sorted((tmp_path / "outputs" / "sweeps").rglob("failed.json"))
     assert [json.loads(p.read_text())["seed"] for p in failed] == [0, 1]
     assert all("seed=" in p.parent.name and "image_size=7" in p.parent.name for p in failed)
-    assert "| wn | 7 | - | - | - | 2 | failed at 0 (seed 0); failed at 0 (seed 1) |" in out
+    assert "| wn | 7 | - | - | - | - | - | - | 2 | failed at 0 (seed 0); failed at 0 (seed 1) |" in out
     assert "| 2 | 2 finished |" in out.split("| wn | 32 |")[1].splitlines()[0]
 
 

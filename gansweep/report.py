@@ -350,14 +350,15 @@ def collect_runs(sweep_dir: Path | None, wandb_project: str | None) -> list[dict
     return runs
 
 
-def to_wandb_report(sweep_dir: Path | None, wandb_project: str | None, target: str,
-                    compare: str, text: str, out_dir: Path | None, dry_run: bool) -> str:
+def to_wandb_report(runs: list[dict], sweep_dir: Path | None, wandb_project: str | None,
+                    target: str, compare: str, text: str, out_dir: Path | None,
+                    dry_run: bool) -> str:
     """The report as a W&B Report in `target` (ENTITY/PROJECT): saved, or with `dry_run`
     its spec written to `wandb_report.json`; says where it went."""
     from gansweep import dashboard
 
     entity, _, project = target.partition("/")
-    runs = [r for r in collect_runs(sweep_dir, wandb_project) if r["status"] != UNREADABLE]
+    runs = [r for r in runs if r["status"] != UNREADABLE]
     name = Path(sweep_dir).resolve().name if sweep_dir else wandb_project
     built = dashboard.build(runs, entity, project, compare, text, f"gansweep: {name}")
     if not dry_run:
@@ -368,12 +369,13 @@ def to_wandb_report(sweep_dir: Path | None, wandb_project: str | None, target: s
 
 
 def report(sweep_dir: Path | None, out_dir: Path | None = None,
-           wandb_project: str | None = None, compare: str = "norm") -> str:
+           wandb_project: str | None = None, compare: str = "norm",
+           runs: list[dict] | None = None) -> str:
     """Writes the table (md, csv, tex), the comparisons of variants that differ in `compare`
     (in table.md and table.tex, and comparisons.csv) and recon.png into `out_dir` (default:
     the sweep directory); returns the markdown. Runs come from `sweep_dir` or a W&B
-    project."""
-    runs = collect_runs(sweep_dir, wandb_project)
+    project, or are given (`runs`, as `collect_runs` reads them)."""
+    runs = runs or collect_runs(sweep_dir, wandb_project)
     out_dir = Path(out_dir or sweep_dir)
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -435,11 +437,12 @@ def main(argv=None) -> str:
                      f"my-team/gansweep")
     if args.dry_run and not args.wandb_report:
         parser.error("--dry-run goes with --wandb-report ENTITY/PROJECT")
-    md = report(args.sweep_dir, args.out, args.wandb, args.compare)
+    runs = collect_runs(args.sweep_dir, args.wandb)  # once, for the report and W&B's
+    md = report(args.sweep_dir, args.out, args.wandb, args.compare, runs)
     print(md)
     if args.wandb_report:
-        print(to_wandb_report(args.sweep_dir, args.wandb, args.wandb_report, args.compare, md,
-                              args.out, args.dry_run))
+        print(to_wandb_report(runs, args.sweep_dir, args.wandb, args.wandb_report,
+                              args.compare, md, args.out, args.dry_run))
     return md
 
 

@@ -2,7 +2,8 @@
 
 Per GAN iteration (README, "The method", Training): one D step on a real batch and a fake
 batch (separate forward passes, so BN statistics are per kind of batch), then one G step with
-fresh codes; non-saturating loss with BCE on logits; RMSProp for both networks.
+fresh codes; RMSProp for both networks. The loss is `loss` (`gansweep/losses.py`; the paper's
+non-saturating BCE on logits by default), and D's adds `penalty`'s term (none by default).
 
 `self.iteration` counts GAN iterations. Lightning's `global_step` counts optimizer steps,
 two per iteration under manual optimisation, so nothing here relies on it.
@@ -35,23 +36,14 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.layers import clamp_slopes_, slope_names
+from gansweep.losses import LOSSES, Penalty
 
 # What one training iteration reports (train.csv's columns, the loggers' train/* series)
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
-
-
-def batch_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
-    """The non-saturating loss: BCE on logits, averaged over the batch (the last dimension;
-    packed copies, in front of it, get a loss each)."""
-    targets = torch.full_like(logits, target)
-    if logits.dim() == 1:  # one run: torch's own mean, one op fewer per loss than the below
-        return F.binary_cross_entropy_with_logits(logits, targets)
-    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
 
 
 def _plain(cfg: Any) -> Any:
@@ -62,16 +54,20 @@ def _plain(cfg: Any) -> Any:
 class GAN(L.LightningModule):
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
                  optimizer: dict, seed: int = 0, n_samples: int = 64,
-                 compile: str | None = None):
+                 compile: str | None = None, loss: str = "nonsaturating",
+                 penalty: dict | None = None):
         super().__init__()
-        arch, optimizer = _plain(arch), _plain(optimizer)
+        arch, optimizer, penalty = _plain(arch), _plain(optimizer), _plain(penalty) or {}
         # For checkpoints (load_from_checkpoint rebuilds G and D from them); the loggers get
         # the whole flattened run config instead (gansweep/tracking.py).
         self.save_hyperparameters(
             dict(arch=arch, norm=norm, image_size=image_size, channels=channels,
-                 optimizer=optimizer, seed=seed, n_samples=n_samples, compile=compile),
+                 optimizer=optimizer, seed=seed, n_samples=n_samples, compile=compile,
+                 loss=loss, penalty=penalty),
             logger=False
         )
+        self.loss = LOSSES[loss]()
+        self.penalty = Penalty(**penalty)
         self.automatic_optimization = False
         shape = dict(norm=norm, image_size=image_size, channels=channels)
         self.generator = instantiate(arch["generator"], **shape)
@@ -120,10 +116,19 @@ class GAN(L.LightningModule):
         return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
 
     def sample_codes(self, n: int) -> torch.Tensor:
-        """This rank's n codes: every rank draws the whole iteration's codes (its generator
-        stays in step with the others') and keeps its own slice."""
+        """This rank's n codes."""
+        return self.draw(torch.randn, n, self.generator.code_dim)
+
+    def uniform(self, n: int, *shape: int) -> torch.Tensor:
+        """This rank's n draws of `shape` from U[0, 1) (a penalty's random points)."""
+        return self.draw(torch.rand, n, *shape)
+
+    def draw(self, sampler, n: int, *shape: int) -> torch.Tensor:
+        """n draws of `shape` from the code generator, on the device: every rank draws the
+        whole iteration's (its generator stays in step with the others') and keeps its own
+        slice."""
         rank, world = self._ranks()
-        z = torch.randn(n * world, self.generator.code_dim, generator=self.code_rng)
+        z = sampler(n * world, *shape, generator=self.code_rng)
         return self.to_device(z[rank * n : (rank + 1) * n])
 
     def to_device(self, z: torch.Tensor) -> torch.Tensor:
@@ -164,21 +169,24 @@ class GAN(L.LightningModule):
         fake = G(self.sample_codes(n)).detach()
         d_real = D(real)
         d_fake = D(fake)
-        d_loss = batch_loss(d_real, 1.0) + batch_loss(d_fake, 0.0)
+        d_loss = self.loss.discriminator(d_real, d_fake)
+        if self.penalty:
+            # through D as built: torch.compile has no double backward
+            d_loss = d_loss + self.penalty(self.discriminator, real, fake, self.uniform)
         self._step(opt_d, d_loss)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop requiring grad meanwhile
         d_gen = D(G(self.sample_codes(n)))
-        g_loss = batch_loss(d_gen, 1.0)
+        g_loss = self.loss.generator(d_gen)
         self._step(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         self.iteration += 1
         if self._compile_started is not None:
             self._report_compilation()
-        self._unread.append(torch.stack([d_loss, g_loss, torch.sigmoid(d_real).mean(-1),
-                                         torch.sigmoid(d_fake).mean(-1)], dim=-1).detach())
+        self._unread.append(torch.stack([d_loss, g_loss, self.loss.output(d_real).mean(-1),
+                                         self.loss.output(d_fake).mean(-1)], dim=-1).detach())
 
     def _report_compilation(self) -> None:
         """The first compiled iteration compiles every variant G and D are called in (with

@@ -31,8 +31,17 @@ from gansweep import capacity, console, lock, records, restarts, signals
 from gansweep.callbacks import IterationProgressBar, RunModule, RunTrainer, atomic_save_checkpoint
 from gansweep.errors import GansweepError, build
 from gansweep.packed import EachSeed, SeedCheckpointIO, packed_gan_factory, packed_resume_point
-from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, finish,
-                          resume_iteration, run_callbacks, run_config, write_hydra_record)
+from gansweep.run import (
+    RunCallbacks,
+    attempt_summary,
+    check_checkpoints,
+    check_same_data,
+    finish,
+    resume_iteration,
+    run_callbacks,
+    run_config,
+    write_hydra_record,
+)
 from gansweep.runs import seed_run_dirs
 from gansweep.tracking import command_line_settings, wandb_logger
 from gansweep.trainer import make_trainer
@@ -84,6 +93,7 @@ def unfinished_groups(cfg: DictConfig, dirs: dict[int, Path]) -> list[tuple[int,
     todo = []
     for seed, run_dir in dirs.items():
         restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
+        check_same_data(run_dir, cfg)
         done = records.read_result(run_dir)
         if done is None:
             todo.append(seed)

@@ -12,6 +12,9 @@ Paper variants (README, "The method", Networks):
 
 Beyond the paper:
 - wn_affine: affine WN in every layer, PReLU (the authors' extra variant).
+- ln: layer normalisation where bn has BatchNorm (per sample, over channels and space, with a
+  per-channel affine), PReLU; no batch statistics, so it suits gradient penalties, which
+  score each image alone (Gulrajani et al. 2017 advise it for a penalised critic).
 - sn: spectral normalisation (torch's parametrization) on every weighted layer of both
   networks, biases and PReLU, no BN. Applied to G as well as D (as in SAGAN) because the
   `norm` axis treats both networks alike; large studies (Kurach et al. 2019) applied it to D.
@@ -77,6 +80,17 @@ class BatchNormLayers(Layers):
 
     def activation_norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
+
+
+class LayerNormLayers(BatchNormLayers):
+    """ln: BN's placement, with layer normalisation instead: each sample normalised over its
+    channels and positions together, then a per-channel scale and shift. GroupNorm with one
+    group is exactly that (nn.LayerNorm's affine would be per position as well)."""
+
+    name = "ln"
+
+    def activation_norm(self, channels: int) -> nn.Module:
+        return nn.GroupNorm(1, channels)
 
 
 class WeightNormLayers(Layers):
@@ -146,8 +160,8 @@ class SpectralNormLayers(Layers):
 
 
 VARIANTS: dict[str, type[Layers]] = {
-    cls.name: cls for cls in (Layers, BatchNormLayers, WeightNormLayers, AffineWeightNormLayers,
-                              SpectralNormLayers)
+    cls.name: cls for cls in (Layers, BatchNormLayers, LayerNormLayers, WeightNormLayers,
+                              AffineWeightNormLayers, SpectralNormLayers)
 }
 
 

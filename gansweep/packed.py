@@ -15,7 +15,7 @@ A packed seed is the run it would be alone:
 - batches: each copy's batch of iteration i is the one `IterationBatchSampler` gives its
   seed (one loader serves the K batches of an iteration together);
 - optimiser: RMSProp over the stacked parameters updates each element from its own state;
-- losses: each copy's loss is its own batch's mean (`gan.batch_loss`), and their sum is
+- losses: each copy's loss is its own batch's mean (`gansweep.losses`), and their sum is
   what is derived, so each copy gets the gradient it would get alone.
 Each seed has the callbacks a run has (`run.run_callbacks`); `EachSeed` calls them with
 the seed's views of the job, `SeedModule` and `SeedTrainer`, which are what the callbacks'
@@ -57,9 +57,10 @@ class PackedGAN(GAN):
 
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
                  optimizer: dict, seeds: list[int], n_samples: int = 64,
-                 compile: str | None = None):
+                 compile: str | None = None, loss: str = "nonsaturating",
+                 penalty: dict | None = None):
         super().__init__(arch, norm, image_size, channels, optimizer, seed=seeds[0],
-                         n_samples=n_samples, compile=compile)
+                         n_samples=n_samples, compile=compile, loss=loss, penalty=penalty)
         self.seeds = list(seeds)
         self.hparams["seeds"] = self.seeds  # beside GAN's (its seed: the first one's)
         alone = []
@@ -83,9 +84,12 @@ class PackedGAN(GAN):
 
     def sample_codes(self, n: int) -> torch.Tensor:
         """(K, n, code_dim): each copy's codes from its own generator."""
-        return self.to_device(torch.stack([
-            torch.randn(n, self.generator.definition.code_dim, generator=rng)
-            for rng in self.code_rngs]))
+        return self.draw(torch.randn, n, self.generator.definition.code_dim)
+
+    def draw(self, sampler, n: int, *shape: int) -> torch.Tensor:
+        """(K, n, *shape): each copy's draws from its own generator."""
+        return self.to_device(torch.stack([sampler(n, *shape, generator=rng)
+                                           for rng in self.code_rngs]))
 
     def training_step(self, batch, batch_idx: int) -> None:
         images = batch[0]  # the K copies' batches, one after another (PackedBatchSampler)
@@ -151,7 +155,8 @@ def packed_gan_factory(cfg: DictConfig, seeds: list[int]):
     """copies -> the PackedGAN of the first `copies` of `seeds`, as the job builds it."""
     m = cfg.model
     return lambda copies: PackedGAN(m.arch, m.norm, m.image_size, m.channels, m.optimizer,
-                                    seeds=seeds[:copies], compile=m.compile)
+                                    seeds=seeds[:copies], compile=m.compile, loss=m.loss,
+                                    penalty=m.penalty)
 
 
 def packed_resume_point(model: PackedGAN, job_dir: Path, lasts: list[Path]) -> Path | None:

@@ -22,6 +22,14 @@ TABLES = {
 }
 
 
-def papers_row(norm: str, arch: str, dataset: str) -> dict | None:
-    """The paper's numbers for this variant, or None where the paper published none."""
+# what every run of the paper trained with
+PAPERS_LOSS, PAPERS_PENALTY = "nonsaturating", "none"
+
+
+def papers_row(norm: str, arch: str, dataset: str, loss: str = PAPERS_LOSS,
+               penalty: str = PAPERS_PENALTY) -> dict | None:
+    """The paper's numbers for this variant, or None where the paper published none (its
+    other settings, and any other loss or penalty than its own)."""
+    if (loss, penalty) != (PAPERS_LOSS, PAPERS_PENALTY):
+        return None
     return TABLES.get((arch, dataset), {}).get(norm)

@@ -36,8 +36,11 @@ RECON_COLUMNS = ["recon_mse"]
 
 
 def identity(cfg: DictConfig) -> dict:
-    """What every record of a run says it is: the compared keys, and its seed."""
+    """What every record of a run says it is: the compared keys, its loss and penalty (runs
+    older than those axes had the defaults), and its seed."""
     return {"norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
+            "loss": OmegaConf.select(cfg, "loss.name", default="nonsaturating"),
+            "penalty": OmegaConf.select(cfg, "penalty.name", default="none"),
             "seed": cfg.seed}
 
 

@@ -37,7 +37,7 @@ from gansweep import records
 from gansweep.cli import run_command
 from gansweep.effects import METHOD, finding, relative_effect
 from gansweep.errors import GansweepError, first_line
-from gansweep.paper import SOURCE, papers_row
+from gansweep.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 from gansweep.stability import COLUMNS as STABILITY, run_stability, variant_stability
@@ -128,9 +128,18 @@ def setting(run: dict, key: str) -> str:
         else config.get(key)
     if isinstance(value, ListConfig):
         value = OmegaConf.to_container(value)
+    if isinstance(value, (DictConfig, dict)) and "name" in value:
+        value = value["name"]  # a config group's choice (loss, penalty)
     if value is None or isinstance(value, (DictConfig, dict)):
         return run.get("settings", {}).get(key, "default")
     return str(value)
+
+
+def setting_or(run: dict, key: str, default: str) -> str:
+    """`setting`, where a run that predates the setting (or never wrote its config) had
+    `default`."""
+    value = setting(run, key)
+    return default if value == "default" else value
 
 
 def variant_keys(runs: list[dict]) -> list[str]:
@@ -244,7 +253,9 @@ def beside_the_paper(runs: list[dict]) -> str:
     lines = []
     for variant, members in variants([r for r in runs if r["status"] in records.RESULTS], keys):
         first = members[0]
-        paper = papers_row(first["norm"], setting(first, "arch"), setting(first, "dataset"))
+        paper = papers_row(first["norm"], setting(first, "arch"), setting(first, "dataset"),
+                           setting_or(first, "loss", PAPERS_LOSS),
+                           setting_or(first, "penalty", PAPERS_PENALTY))
         if paper is None:
             continue
         cells = []

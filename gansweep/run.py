@@ -15,8 +15,14 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gansweep import records, restarts
-from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
-                                RunTrainer, SampleGrids)
+from gansweep.callbacks import (
+    IterationCheckpoint,
+    LossHistory,
+    RunModule,
+    RunningRecon,
+    RunTrainer,
+    SampleGrids,
+)
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.gan import LOSS_COLUMNS
 from gansweep.recon import ReconSettings, reconstruct
@@ -95,6 +101,21 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
             f"{checkpoint} holds a model with {describe(saved)}, but this config builds "
             f"{describe(wanted)}; that run directory belongs to other settings: run with the "
             f"original ones, or give this run a directory of its own (run_dir=...)")
+
+
+def check_same_data(run_dir: Path, cfg: DictConfig) -> None:
+    """A run directory's runs are of one data set. Its name leaves dataset.root out (a data
+    set moved elsewhere is the same data), so runs of two folders (dataset=folder) would
+    share one directory, and the second would resume or skip the first's run."""
+    if not (Path(run_dir) / records.CONFIG).exists():
+        return
+    saved = OmegaConf.select(records.read_config(run_dir), "dataset.name")
+    if saved is not None and saved != cfg.dataset.name:
+        raise ConfigError(
+            f"{run_dir} holds a run on data set {saved!r}, not {cfg.dataset.name!r}: the run "
+            f"directory's name leaves dataset.root out, so give the runs of each folder a "
+            f"name of their own (dataset.name=...; it goes into the run's name), or use "
+            f"another paths.output_dir")
 
 
 def check_checkpoints(run_dir: Path, model_cfg: DictConfig) -> None:

@@ -96,8 +96,15 @@ def seed_run_dirs(cfg: DictConfig) -> dict[int, Path]:
     return {s: parent / seed_dirname(hydra, s) for s in cfg.train.seeds}
 
 
+def folder_name(root: str) -> str:
+    """dataset=folder's name: `folder-<the folder's name>`, so that two folders get two
+    splits (and two table rows) instead of one name for both."""
+    return f"folder-{Path(str(root)).resolve().name}"
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("gansweep.run_name"):
+        OmegaConf.register_new_resolver("gansweep.folder_name", folder_name)
         OmegaConf.register_new_resolver("gansweep.run_name", run_name)
         OmegaConf.register_new_resolver("gansweep.sweep_name", sweep_name, use_cache=True)
 

@@ -10,6 +10,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from gansweep.losses import LOSSES, PENALTIES
+
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
@@ -106,6 +108,20 @@ class Dataset:
     root: Optional[str] = None
     crop: Optional[int] = positive(None)
     download: Optional[bool] = None
+
+
+@dataclass
+class Loss:
+    """conf/loss/<name>.yaml (gansweep/losses.py)."""
+    name: str = one_of(MISSING, list(LOSSES))
+
+
+@dataclass
+class Penalty:
+    """conf/penalty/<name>.yaml (gansweep/losses.py): `weight` times the penalty is added to
+    D's loss; none has no weight."""
+    name: str = one_of(MISSING, PENALTIES)
+    weight: Optional[float] = positive(None)
 
 
 # Composed as plain values, not as a typed node: a wrong type on the command line then

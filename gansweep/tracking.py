@@ -4,8 +4,8 @@
   later), online, or disabled (no W&B at all). `WANDB_MODE` sets the default.
 - group = the sweep (its directory name) or, for a single run, the run's name; job_type =
   the norm; tags = arch, dataset, norm; config = the resolved Hydra config flattened to dotted
-  keys, plus `norm`, `arch`, `dataset` and `seed` at the top, so the dashboard can group
-  and filter by them, and `settings`: the command line's overrides that change results.
+  keys, plus `norm`, `arch`, `dataset`, `loss`, `penalty` and `seed` at the top, so the
+  dashboard can group and filter by them, and `settings`: the command line's overrides that change results.
 - Every metric is plotted against `trainer/iter`; `recon/running` also keeps its minimum.
 - The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run.
 """
@@ -26,7 +26,8 @@ from gansweep.runs import result_settings
 
 
 def flat_config(cfg: DictConfig) -> dict:
-    """{'train.lr': 1e-4, ...} plus the four keys runs are compared by."""
+    """{'train.lr': 1e-4, ...} plus the keys runs are compared by: each config group's
+    choice under the group's name (`norm`, `loss`, ...) and the seed."""
     flat = {}
 
     def walk(node, prefix):
@@ -37,7 +38,8 @@ def flat_config(cfg: DictConfig) -> dict:
                 flat[f"{prefix}{key}"] = value
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    flat.update(norm=cfg.norm.name, arch=cfg.arch.name, dataset=cfg.dataset.name, seed=cfg.seed)
+    flat.update(norm=cfg.norm.name, arch=cfg.arch.name, dataset=cfg.dataset.name,
+                loss=cfg.loss.name, penalty=cfg.penalty.name, seed=cfg.seed)
     return flat
 
 

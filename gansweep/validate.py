@@ -14,7 +14,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
-from gansweep.settings import Dataset, Settings
+from gansweep.settings import Dataset, Loss, Penalty, Settings
 
 
 class ConfigError(GansweepError):
@@ -41,6 +41,9 @@ _ABSENT = object()
 def validate(cfg: DictConfig) -> None:
     _check_nothing_unread(cfg)
     _check_declared(cfg.dataset, Dataset, "dataset.")
+    _check_declared(cfg.loss, Loss, "loss.")
+    _check_declared(cfg.penalty, Penalty, "penalty.")
+    _check_penalty_weight(cfg.penalty)
     _check_declared(cfg, Settings)
     _check_one_name_per_setting(cfg)
     holdout = cfg.dataset.holdout
@@ -73,9 +76,10 @@ def _check_nothing_unread(cfg: DictConfig) -> None:
     and conf/config.yaml; a node Hydra instantiates, from its target's parameters."""
     shipped = _shipped_keys()
     known = {
-        "": {*shipped, *(f.name for f in fields(Settings)), "norm", "arch", "dataset"}
-        - {"defaults", "hydra"},
+        "": {*shipped, *(f.name for f in fields(Settings)), "norm", "arch", "dataset", "loss",
+             "penalty"} - {"defaults", "hydra"},
         "dataset": {*(f.name for f in fields(Dataset)), "source"},
+        "loss": {f.name for f in fields(Loss)}, "penalty": {f.name for f in fields(Penalty)},
         "wandb": set(shipped.wandb), "paths": set(shipped.paths),
         **{f.name: {g.name for g in fields(f.type)} for f in fields(Settings)
            if is_dataclass(f.type)},
@@ -87,10 +91,11 @@ def _check_nothing_unread(cfg: DictConfig) -> None:
         parameters = _parameters(node["_target_"])
         if parameters is not None:
             keys = [k for k in node if not (k.startswith("_") and k.endswith("_"))]
-            _refuse_unknown(prefix, [k for k in keys if k not in parameters], parameters)
+            _refuse_unknown(prefix, [k for k in keys if k not in parameters], parameters,
+                            of_target=True)
 
 
-def _refuse_unknown(prefix: str, unknown: list, keys) -> None:
+def _refuse_unknown(prefix: str, unknown: list, keys, of_target: bool = False) -> None:
     if not unknown:
         return
     key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
@@ -98,7 +103,7 @@ def _refuse_unknown(prefix: str, unknown: list, keys) -> None:
     hint = f"did you mean {prefix + '.' if prefix else ''}{near[0]}? " if near else ""
     where = prefix or "the root config"
     listed = f"the settings of {where} are: {', '.join(sorted(map(str, keys)))}" \
-        if len(keys) <= 15 else f"{where} takes its target's parameters"
+        if not of_target or len(keys) <= 15 else f"{where} takes its target's parameters"
     raise ConfigError(f"{key}: no such setting, so nothing would read it; {hint}{listed}")
 
 
@@ -163,6 +168,17 @@ def _check_value(key: str, value, kind, declared) -> None:
         raise ConfigError(f"{key}={value!r}: must be a positive number")
     if declared.get("range") == "non_negative" and value < 0:
         raise ConfigError(f"{key}={value!r}: must be a whole number >= 0")
+
+
+def _check_penalty_weight(penalty: DictConfig) -> None:
+    weight = penalty.get("weight")
+    if penalty.name == "none" and weight is not None:
+        raise ConfigError(f"penalty.weight={weight} with penalty=none: there is no penalty to "
+                          f"weigh; choose one (penalty=wgan_gp or penalty=dragan) or drop "
+                          f"penalty.weight")
+    if penalty.name != "none" and weight is None:
+        raise ConfigError(f"penalty={penalty.name} needs penalty.weight (a positive number; "
+                          f"10 in conf/penalty/{penalty.name}.yaml)")
 
 
 def _is_a(value, kind) -> bool:

@@ -52,6 +52,24 @@ def test_train_benchmark_times_the_compiled_path_and_its_compilation(monkeypatch
     assert row["compiled_ratio"] == pytest.approx(row["compiled_s"] / row["hand_s"])
 
 
+def test_train_benchmark_prices_a_gradient_penalty_against_none(monkeypatch, capsys):
+    from gansweep.benchmark import train
+
+    monkeypatch.setitem(train.SETTINGS, "tiny", TINY_NETS["dcgan"])
+    monkeypatch.setitem(train.PLANS, ("tiny", False), train.PLANS["digits", True])
+    rows = main(["train", "--settings", "tiny", "--norms", "wn", "--penalties", "none",
+                 "dragan", "--log-every", "2", "--reads", "1", "--repeat", "1"])
+    assert [(r["norm"], r["penalty"]) for r in rows] == [("wn", "none"), ("wn", "dragan")]
+    without, dragan = rows
+    # the penalty's forward through D and its double backward: more ops, in both loops alike
+    assert dragan["gansweep_ops"] > 1.3 * without["gansweep_ops"]
+    assert abs(dragan["gansweep_ops"] - dragan["hand_ops"]) <= 0.05 * dragan["hand_ops"]
+    said = capsys.readouterr().out
+    assert "| tiny | wn + dragan |" in said
+    ratio = dragan["gansweep_s"] / without["gansweep_s"]
+    assert f"tiny: wn with dragan / without (gansweep): {ratio:.2f}x time" in said
+
+
 def test_memory_benchmark_measures_training_and_the_evaluator():
     (row,) = main(["memory", "--archs", "dcgan", "--images", "4", "--iterations", "1"])
     assert row["arch"] == "dcgan"

@@ -28,22 +28,26 @@ def losses(run: Path) -> torch.Tensor:
 # One case per kind of layer torch.compile has to get right, each architecture at least once
 # (a compile takes tens of seconds here, so not every pair): plain layers with bias and PReLU;
 # BN's in-place running statistics; strict and affine WN layers, TPReLU and WN addition, in
-# the ResNet's blocks. wn_affine (affine WN and PReLU) and the other pairs are made of these
-# same layers. sn is refused compiled (the last test).
-COMPILE_CASES = [("dcgan", "vanilla"), ("dcgan", "bn"), ("resnet", "wn")]
+# the ResNet's blocks; layer norm, with a gradient penalty (whose double backward runs
+# through D as built: torch.compile has none). wn_affine (affine WN and PReLU) and the other
+# pairs are made of these same layers. sn is refused compiled (the last test).
+COMPILE_CASES = [("dcgan", "vanilla", []), ("dcgan", "bn", []), ("resnet", "wn", []),
+                 ("dcgan", "ln", ["loss=wasserstein", "penalty=wgan_gp"])]
 # the ResNet with one level: fewer graphs to compile, every kind of its layers still in them
 SMALLEST = {"dcgan": [], "resnet": ["arch.widths=[8]"]}
 
 
 def test_the_compile_cases_cover_every_norm_family_and_architecture():
-    assert {arch for arch, _ in COMPILE_CASES} == set(ARCHS)
+    assert {arch for arch, _, _ in COMPILE_CASES} == set(ARCHS)
     families = {norm.split("_")[0] for norm in NORMS if norm != "sn"}  # wn_affine: wn
-    assert {norm for _, norm in COMPILE_CASES} == families
+    assert {norm for _, norm, _ in COMPILE_CASES} == families
+    assert any("penalty=" in o for _, _, extra in COMPILE_CASES for o in extra)
 
 
-@pytest.mark.parametrize("arch, norm", COMPILE_CASES)
-def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch, norm):
-    short = [f"arch={arch}", f"norm={norm}", *SMALLEST[arch], "train.iters=3", "final.steps=2"]
+@pytest.mark.parametrize("arch, norm, extra", COMPILE_CASES)
+def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch, norm, extra):
+    short = [f"arch={arch}", f"norm={norm}", *SMALLEST[arch], *extra, "train.iters=3",
+             "final.steps=2"]
     eager = train_run(make_cfg(*short, f"run_dir={tmp_path}/eager"))
     compiled = train_run(make_cfg(*short, COMPILED, f"run_dir={tmp_path}/compiled"))
     assert "train.compile=default: the first iteration took" in capsys.readouterr().err

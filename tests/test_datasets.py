@@ -6,7 +6,7 @@ from torchvision import datasets
 
 from conftest import DATASETS, train_run
 from gansweep.data import sets
-from gansweep.data.fakes import (cifar10_checksums, write_celeba, write_cifar10,
+from gansweep.data.fakes import (cifar10_checksums, write_celeba, write_cifar10, write_folder,
                                  write_lsun_bedroom, write_mnist)
 from gansweep.data.split import SplitMismatch
 from gansweep.job import train
@@ -32,11 +32,12 @@ BUILDERS = {
     "lsun_bedroom": lambda root: sets.lsun_bedroom(str(write_lsun_bedroom(root)), 64,
                                                    cache_dir=str(root / "cache")),
     "mnist": lambda root: sets.mnist(str(write_mnist(root)), image_size=32),
+    "folder": lambda root: sets.folder(str(write_folder(root)), image_size=64),
 }
 
 
 @pytest.mark.parametrize("name, size, count", [("celeba", 64, 24), ("lsun_bedroom", 64, 24),
-                                               ("mnist", 32, 28)])
+                                               ("mnist", 32, 28), ("folder", 64, 24)])
 def test_each_set_loads_as_paper_preprocessed_images(tmp_path, name, size, count):
     ds = BUILDERS[name](tmp_path / name)
     assert len(ds) == count
@@ -141,11 +142,12 @@ def test_a_few_iterations_on_each_set_at_its_real_size(make_cfg, tmp_path, reque
     if name == "cifar10":
         root = request.getfixturevalue("cifar_root")
     else:
-        {"celeba": write_celeba, "lsun_bedroom": write_lsun_bedroom, "mnist": write_mnist}[name](root)
+        {"celeba": write_celeba, "lsun_bedroom": write_lsun_bedroom, "mnist": write_mnist,
+         "folder": write_folder}[name](root)
     cfg = make_cfg(f"dataset={name}", f"dataset.root={root}", "dataset.num_workers=0",
                    *SMALL_SPLIT)
     run = train_run(cfg)
-    size = 64 if name in ("celeba", "lsun_bedroom") else 32
+    size = 64 if name in ("celeba", "lsun_bedroom", "folder") else 32
     assert cfg.dataset.image_size == size
     assert (run / "samples" / "iter_000006.png").exists()
     assert (run / "summary.json").exists()
@@ -191,3 +193,91 @@ def test_every_data_set_defaults_to_its_own_folder_under_the_data_root(tmp_path,
     cfg = compose_config(tmp_path, f"dataset={name}", "paths.data_root=/data")
     root = cfg.dataset.get("root")
     assert root is None or root == f"/data/{name}"  # README "Data sets": <data root>/<name>
+
+
+# --- dataset=folder: a folder of one's own images ------------------------------------------
+
+def test_a_folder_is_every_image_below_it_in_path_order(tmp_path):
+    root = write_folder(tmp_path / "mine", n=9)
+    ds = sets.folder(str(root), image_size=32)
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in sets.IMAGE_SUFFIXES)
+    assert ds.paths == [str(p) for p in found] and len(ds) == 9  # notes.txt left out
+    assert {p.suffix for p in found} == {".jpg", ".png", ".webp", ".JPEG"}
+    assert {p.parent for p in found} == {root, root / "a", root / "b" / "c"}
+    image = ds[1][0]
+    assert image.shape == (3, 32, 32) and 0 <= image.min() and image.max() <= 1
+    # the paper's preprocessing: the same pixels torchvision's transform gives the file
+    from PIL import Image
+    expected = sets.paper_transform(32)(Image.open(ds.paths[1]).convert("RGB"))
+    assert torch.equal(image, expected)
+
+
+def test_a_folder_moved_elsewhere_keeps_its_fingerprint_and_a_new_image_changes_it(tmp_path):
+    first = sets.folder(str(write_folder(tmp_path / "one", n=6)), image_size=32).fingerprint
+    assert sets.folder(str(write_folder(tmp_path / "two", n=6)), 32).fingerprint == first
+    write_folder(tmp_path / "two", n=7)
+    assert sets.folder(str(tmp_path / "two"), 32).fingerprint != first
+
+
+def test_an_empty_folder_or_one_without_images_is_one_clear_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(sets.DataNotFound, match="data set 'folder' not found"):
+        sets.folder(str(tmp_path / "empty"))
+    (tmp_path / "texts" / "sub").mkdir(parents=True)
+    (tmp_path / "texts" / "sub" / "a.txt").write_text("x")
+    with pytest.raises(sets.DataError, match=r"no images in .*texts.*found none \(1 other files\)"):
+        sets.folder(str(tmp_path / "texts"))
+
+
+def test_a_folder_of_unreadable_files_fails_at_once_naming_one(tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    for i in range(3):
+        (root / f"{i}.jpg").write_bytes(b"not an image")
+    with pytest.raises(sets.BadImage, match=r"cannot read image .*0\.jpg"):
+        sets.folder(str(root))
+
+
+def test_an_image_too_small_to_crop_names_the_file_its_size_and_the_setting(tmp_path):
+    from PIL import Image
+
+    root = write_folder(tmp_path / "mine", n=3)
+    Image.new("RGB", (50, 40)).save(root / "a" / "tiny.png")
+    ds = sets.folder(str(root), image_size=32, crop=60)
+    tiny = ds.paths.index(str(root / "a" / "tiny.png"))
+    with pytest.raises(sets.DataError, match=r"tiny\.png is 50x40 px, too small for "
+                                              r"dataset\.crop=60 .* lower dataset\.crop"):
+        ds[tiny]
+    with pytest.raises(sets.DataError, match="too small for dataset.image_size=64"):
+        sets.folder(str(root), image_size=64)[tiny]
+    assert sets.folder(str(root), image_size=32)[tiny][0].shape == (3, 32, 32)
+
+
+@pytest.mark.slow
+def test_a_folder_trains_with_its_saved_split_and_its_decoded_cache(make_cfg, tmp_path):
+    import json
+
+    root = write_folder(tmp_path / "my faces", n=24)
+    overrides = ["dataset=folder", f"dataset.root={root}", "dataset.num_workers=0",
+                 *SMALL_SPLIT]
+    cfg = make_cfg(*overrides)
+    assert cfg.dataset.name == "folder-my faces" and cfg.data.cache
+    run = train_run(cfg)
+    split = json.loads((run / "split.json").read_text())
+    assert split["dataset"] == "folder-my faces" and split["seed"] == 0
+    assert len(split["permutation"]) == 24 and split["holdout"] == 10
+    assert list((tmp_path / "cache" / "decoded").glob("*"))  # decoded once, for every run
+    assert json.loads((run / "summary.json").read_text())["dataset"] == "folder-my faces"
+
+
+def test_runs_of_two_folders_in_one_run_directory_are_refused(make_cfg, tmp_path):
+    """dataset.root is not part of a run's name: a second folder's run would otherwise
+    resume, or skip as finished, the first folder's."""
+    first = write_folder(tmp_path / "cats", n=20)
+    second = write_folder(tmp_path / "dogs", n=20, seed=1)
+    settings = ["dataset=folder", "dataset.num_workers=0", "train.iters=1", *SMALL_SPLIT]
+    train(make_cfg(*settings, f"dataset.root={first}"))
+    from gansweep.validate import ConfigError
+    with pytest.raises(ConfigError, match="holds a run on data set 'folder-cats', not "
+                                          "'folder-dogs'.*dataset.name="):
+        train(make_cfg(*settings, f"dataset.root={second}"))

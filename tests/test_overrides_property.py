@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import ARCHS, NORMS, TINY_NETS, run_module
+from conftest import ARCHS, NORMS, TINY_NETS, choices, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,12 @@ DAMAGES = {
     "best.ckpt": ("checkpoints/best.ckpt", b"not a checkpoint"),
 }
 UNREAD = ["+train.iter=5", "+recon.stepz=2", "+trainer.max_step=3", "+paths.out=x", "+lr=1"]
-ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", "file", "key", *NUMBERS]
+ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", "file", "key", "loss", "penalty",
+           *NUMBERS]
+LOSSES, PENALTIES = choices("loss"), choices("penalty")
+BAD_PENALTIES = [["penalty=gp"], ["penalty=dragan", "penalty.weight=0"],
+                 ["+penalty.weight=3"], ["penalty=wgan_gp", "penalty.weight=-1"],
+                 ["penalty=wgan_gp", "penalty.weight=null"]]
 
 
 @st.composite
@@ -85,6 +90,15 @@ def command_lines(draw):
         overrides.append(f"dataset.image_size={size}")
     if "dataset" in broken:
         overrides.append("dataset=celeba")  # a data set that is not on this machine
+    if "loss" in broken or draw(st.booleans()):
+        overrides.append(f"loss={draw(st.sampled_from(['lsgan'] if 'loss' in broken else LOSSES))}")
+    if "penalty" in broken:
+        overrides += draw(st.sampled_from(BAD_PENALTIES))
+    elif draw(st.booleans()):
+        penalty = draw(st.sampled_from(PENALTIES))
+        overrides.append(f"penalty={penalty}")
+        if penalty != "none" and draw(st.booleans()):
+            overrides.append(f"penalty.weight={draw(st.sampled_from([0.1, 10, 25]))}")
     damage = draw(st.sampled_from(sorted(DAMAGES))) if "file" in broken else None
     if "key" in broken:
         overrides.append(draw(st.sampled_from(UNREAD)))

@@ -183,11 +183,14 @@ def test_a_torn_recon_row_is_left_out_by_the_report_as_by_the_resuming_writer(tm
     assert [int(r["iter"]) for r in records.recon_history(tmp_path).read()] == [3, 6, 9]
 
 
-def write_run(run_dir: Path, norm: str, arch: str, dataset: str, seed: int, **results):
-    """A finished run's record as a run writes it (config.yaml, summary.json), no training."""
+def write_run(run_dir: Path, norm: str, arch: str, dataset: str, seed: int, loss=None,
+              **results):
+    """A finished run's record as a run writes it (config.yaml, summary.json), no training;
+    without `loss`, as runs older than the loss axis wrote it."""
     run_dir.mkdir(parents=True)
     OmegaConf.save({"norm": {"name": norm}, "arch": {"name": arch},
-                    "dataset": {"name": dataset}, "seed": seed}, run_dir / "config.yaml")
+                    "dataset": {"name": dataset}, "seed": seed,
+                    **({"loss": {"name": loss}} if loss else {})}, run_dir / "config.yaml")
     (run_dir / "summary.json").write_text(json.dumps(
         {"status": "finished", "norm": norm, "arch": arch, "dataset": dataset, "seed": seed,
          "iters_done": results["best_iter"], **results}))
@@ -214,3 +217,7 @@ def test_rows_of_the_papers_setting_show_its_numbers_and_the_difference(tmp_path
             f"({0.0058 / 0.005524 - 1:+.1%})") in md
     assert "wn / resnet (resnet" not in md
     assert "Beside the paper" not in main([str(runs / "resnet")])
+    # the paper trained with its loss and no penalty: a hinge run is not its setting
+    write_run(tmp_path / "hinge" / "wn", "wn", "dcgan", "celeba", 0, loss="hinge",
+              best_iter=400_000, running_loss=0.0130, final_loss=0.006)
+    assert "Beside the paper" not in main([str(tmp_path / "hinge")])

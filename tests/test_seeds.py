@@ -52,6 +52,22 @@ def test_each_packed_seed_trains_as_its_run_alone(tmp_path, arch, norm):
                               rtol=1e-4)
 
 
+@pytest.mark.parametrize("norm, loss, penalty", [("wn", "hinge", "wgan_gp"),
+                                                 ("bn", "wasserstein", "dragan"),
+                                                 ("ln", "least_squares", "dragan")])
+def test_each_packed_seed_gets_its_own_penalty_as_alone(tmp_path, norm, loss, penalty):
+    """A penalty's random points and its gradient norms are each copy's own: packed = alone
+    in float64, for each penalty and loss, through WN, BN and LN."""
+    settings = [f"norm={norm}", f"loss={loss}", f"penalty={penalty}", *TEN[:1], "recon.every=5",
+                "+trainer.precision=64-true"]
+    dirs = train_packed(tmp_path, [0, 1], *settings)
+    for seed, run_dir in dirs.items():
+        one = alone(tmp_path, seed, *settings)
+        assert len(rows(run_dir)) == len(rows(one)) == 10
+        # scores near 0 (a critic's) make a relative deviation meaningless: close in both
+        torch.testing.assert_close(numbers(run_dir), numbers(one), rtol=1e-6, atol=1e-9)
+
+
 def test_in_float32_packing_perturbs_a_run_no_more_than_float32_rounding_does(tmp_path):
     """WN at the digits learning rate turns float32 rounding into differences of 1e-3 within
     5 iterations and 1e-2 within 20, however the rounding arises. Packing (other kernels,

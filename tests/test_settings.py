@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import ARCHS, DATASETS, NORMS
+from conftest import ARCHS, DATASETS, NORMS, choices
 
 # What the README and conf/ document as never changing a run's results
 NEVER_CHANGE_RESULTS = [
@@ -73,7 +73,8 @@ def documented_settings() -> set[str]:
             elif not key.startswith("_"):
                 keys.add(prefix + key)
 
-    for group, options in (("norm", NORMS), ("arch", ARCHS), ("dataset", DATASETS)):
+    for group, options in (("norm", NORMS), ("arch", ARCHS), ("dataset", DATASETS),
+                           ("loss", choices("loss")), ("penalty", choices("penalty"))):
         for option in options:
             walk(OmegaConf.to_container(composed(f"{group}={option}")), "")
     return {key for key in keys if not key.startswith(("data.", "model.", "dataset.source."))
@@ -170,6 +171,11 @@ REACHES = {
     "paths.output_dir": (ELSEWHERE, lambda b: [b.data.split_path.parent.parent], []),
     "norm.name": ("bn", lambda b: [b.model.hparams.norm, "bn" if modules(
         b.model.generator, nn.BatchNorm2d) else "not bn"], []),
+    "loss.name": ("hinge", lambda b: [b.model.hparams.loss, b.model.loss.name], []),
+    "penalty.name": ("dragan", lambda b: [b.model.hparams.penalty["name"],
+                                          b.model.penalty.name], ["penalty=wgan_gp"]),
+    "penalty.weight": (2.5, lambda b: [b.model.hparams.penalty["weight"],
+                                       b.model.penalty.weight], ["penalty=wgan_gp"]),
     "arch.name": ("dcgan_b", lambda b: [b.identity["arch"]], []),  # a label, as W&B shows it
     "arch.generator.width": (16, lambda b: [modules(b.model.generator,
                                                     nn.ConvTranspose2d)[-1].in_channels],

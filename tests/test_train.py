@@ -47,8 +47,8 @@ def test_every_norm_trains_and_writes_its_outputs(make_cfg, norm):
     assert best["gansweep"]["iteration"] == best_iter == summary["final_iter"]
     assert summary | {"final_loss": 0} == {
         "status": "finished", "diverged_at": None,
-        "norm": norm, "arch": "dcgan", "dataset": "digits", "seed": 0,
-        "iters_done": 6, "best_iter": best_iter, "running_loss": summary["running_loss"],
+        "norm": norm, "arch": "dcgan", "dataset": "digits", "loss": "nonsaturating",
+        "penalty": "none", "seed": 0, "iters_done": 6, "best_iter": best_iter, "running_loss": summary["running_loss"],
         "running_n_images": 8, "running_steps": 5, "final_loss": 0, "final_iter": best_iter,
         "final_n_images": 16, "final_steps": 10, "restarts": [],
     }

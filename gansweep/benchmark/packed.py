@@ -28,7 +28,7 @@ from gansweep.benchmark.memory import MIB
 from gansweep.benchmark.train import SETTINGS
 from gansweep.capacity import Peak
 from gansweep.cli import positive_int
-from gansweep.gan import batch_loss
+from gansweep.losses import batch_loss
 from gansweep.norms import VARIANTS
 from gansweep.packing import Packed
 

@@ -17,6 +17,9 @@ It also counts the aten ops each path dispatches in one steady-state iteration (
 excluded: they launch nothing; on a GPU nearly every other op is one kernel launch), and on
 a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_sync_debug_mode`).
 
+`--penalties wgan_gp dragan` adds each norm's runs with that gradient penalty (the hand loop
+adds the same penalty, `gansweep.losses`), and the cost of each as ratios to the run without.
+
 `--compile MODE` adds a third path, gansweep with `train.compile=MODE`, and the time of its
 first iteration (the compilation). Its fused kernels are not aten ops, so no count is given.
 """
@@ -41,6 +44,7 @@ from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.cli import positive_int
 from gansweep.errors import build
 from gansweep.job import train
+from gansweep.losses import PENALTIES
 from gansweep.norms import VARIANTS
 
 NORMS = ["vanilla", "bn", "wn", "sn"]
@@ -129,6 +133,9 @@ def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
             d_real, d_fake = D(real), D(fake)
             d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+            if model.penalty:
+                d_loss = d_loss + model.penalty(
+                    D, real, fake, lambda *shape: torch.rand(*shape, device=device))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -194,24 +201,28 @@ def gansweep_loop(cfg, plan: Plan, log: Path, count_ops: bool = True) -> Window:
     return window
 
 
-def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | None) -> dict:
+def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | None,
+            penalty: str = "none") -> dict:
     hand, full, compiled, compile_s, ops, syncs = [], [], [], [], {}, None
+    extra = [f"penalty={penalty}"]
     for r in range(plan.repeat):  # interleaved, so drifts in machine speed hit both alike
-        seconds, ops["hand"] = hand_loop(compose_run(tmp, setting, norm, plan, f"hand{r}"), plan)
+        seconds, ops["hand"] = hand_loop(
+            compose_run(tmp, setting, norm, plan, f"hand{r}", extra), plan)
         hand.append(seconds)
-        cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{r}")
+        cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{penalty}-{r}", extra)
         window = gansweep_loop(cfg, plan, tmp / "runs.log")
         full.append(window.seconds)
         ops["gansweep"], syncs = window.counter.ops, window.syncs
         if compile_mode and norm != "sn":  # refused: see gansweep/validate.py
-            cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-compiled-{r}",
-                              [f"train.compile={compile_mode}"])
+            cfg = compose_run(tmp, setting, norm, plan,
+                              f"{setting}-{norm}-{penalty}-compiled-{r}",
+                              [*extra, f"train.compile={compile_mode}"])
             window = gansweep_loop(cfg, plan, tmp / "runs.log", count_ops=False)
             compiled.append(window.seconds)
             compile_s.append(window.compile_seconds)
     h, f = statistics.median(hand), statistics.median(full)
     c = statistics.median(compiled) if compiled else None
-    return {"setting": setting, "norm": norm, "hand_s": h, "gansweep_s": f, "ratio": f / h,
+    return {"setting": setting, "norm": norm, "penalty": penalty, "hand_s": h, "gansweep_s": f, "ratio": f / h,
             "hand_runs_s": hand, "gansweep_runs_s": full, "hand_ops": ops["hand"],
             "gansweep_ops": ops["gansweep"],
             "syncs_per_iter": None if syncs is None else syncs / plan.timed,
@@ -231,7 +242,8 @@ def run(args) -> list[dict]:
         for setting in args.settings:
             plan = plan_for(setting, args)
             for norm in args.norms:
-                rows.append(measure(setting, norm, plan, Path(tmp), args.compile))
+                for penalty in args.penalties:
+                    rows.append(measure(setting, norm, plan, Path(tmp), args.compile, penalty))
     return rows
 
 
@@ -247,6 +259,9 @@ def add_arguments(parser) -> None:
                         "iterations (default: by setting)")
     parser.add_argument("--repeat", type=positive_int,
                         help="interleaved repeats (default: by setting)")
+    parser.add_argument("--penalties", nargs="+", default=["none"], choices=PENALTIES,
+                        help="also time each norm with these gradient penalties (e.g. none "
+                        "wgan_gp dragan), with their cost as ratios to none")
     parser.add_argument("--compile", metavar="MODE",
                         help="also time train.compile=MODE (e.g. default, reduce-overhead)")
 
@@ -259,7 +274,7 @@ def report(rows: list[dict], args) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         syncs = "-" if r["syncs_per_iter"] is None else f"{r['syncs_per_iter']:.2f}"
-        print(f"| {r['setting']} | {r['norm']} | {1000 * r['hand_s']:.1f} | "
+        print(f"| {r['setting']} | {label(r)} | {1000 * r['hand_s']:.1f} | "
               f"{1000 * r['gansweep_s']:.1f} | {r['ratio']:.3f} | {r['hand_ops']} | "
               f"{r['gansweep_ops']} | {syncs} |")
     if args.compile:
@@ -269,11 +284,12 @@ def report(rows: list[dict], args) -> None:
               "compiled / hand | first iteration s |")
         print("|---|---|---|---|---|---|---|")
         for r in (r for r in rows if r["compiled_s"] is not None):
-            print(f"| {r['setting']} | {r['norm']} | {1000 * r['gansweep_s']:.1f} | "
+            print(f"| {r['setting']} | {label(r)} | {1000 * r['gansweep_s']:.1f} | "
                   f"{1000 * r['compiled_s']:.1f} | {r['compiled_s'] / r['gansweep_s']:.3f} | "
                   f"{r['compiled_ratio']:.3f} | {r['compile_s']:.1f} |")
     for setting in dict.fromkeys(r["setting"] for r in rows):
-        by_norm = {r["norm"]: r for r in rows if r["setting"] == setting}
+        by_norm = {r["norm"]: r for r in rows
+                   if r["setting"] == setting and r["penalty"] == "none"}
         if "vanilla" in by_norm:
             base = by_norm["vanilla"]
             for norm, r in by_norm.items():
@@ -281,3 +297,15 @@ def report(rows: list[dict], args) -> None:
                     print(f"{setting}: {norm} / vanilla (gansweep): "
                           f"{r['gansweep_s'] / base['gansweep_s']:.2f}x time, "
                           f"{r['gansweep_ops'] / base['gansweep_ops']:.2f}x ops")
+    for r in rows:
+        without = next((o for o in rows if (o["setting"], o["norm"], o["penalty"])
+                        == (r["setting"], r["norm"], "none")), None)
+        if r["penalty"] != "none" and without is not None:
+            print(f"{r['setting']}: {r['norm']} with {r['penalty']} / without (gansweep): "
+                  f"{r['gansweep_s'] / without['gansweep_s']:.2f}x time, "
+                  f"{r['gansweep_ops'] / without['gansweep_ops']:.2f}x ops")
+
+
+def label(row: dict) -> str:
+    """A row's norm, and its penalty where it has one."""
+    return row["norm"] if row["penalty"] == "none" else f"{row['norm']} + {row['penalty']}"

@@ -42,6 +42,24 @@ def write_celeba(root: Path, n: int = 24, seed: int = 0) -> Path:
     return root
 
 
+def write_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
+    """<root>/a/0000.jpg, <root>/b/c/0001.png, <root>/0002.webp ...: a folder of one's own
+    images in nested subfolders, in each format `dataset=folder` reads, of several sizes
+    (short sides from 72 px), with a file that is not an image beside them."""
+    rng = _rng(seed)
+    places = ["a", "b/c", "."]
+    for i in range(n):
+        folder = root / places[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        h, w = (72 + 8 * (i % 4), 96) if i % 2 else (120, 90)
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        suffix = ["jpg", "png", "webp", "JPEG"][i % 4]
+        image.save(folder / f"{i:04d}.{suffix}",
+                   format={"jpg": "JPEG", "JPEG": "JPEG"}.get(suffix, suffix.upper()))
+    (root / "notes.txt").write_text("not an image\n")
+    return root
+
+
 def write_lsun_bedroom(root: Path, n: int = 24, seed: int = 0) -> Path:
     """<root>/bedroom_train_lmdb: keys -> JPEG bytes, as the official export stores them."""
     rng = _rng(seed)

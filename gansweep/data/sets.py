@@ -15,6 +15,7 @@ and where to get it; an image that cannot be decoded raises `BadImage` naming th
 | lsun_bedroom | bedroom_train_lmdb/ (the official lmdb)               | LSUN              |
 | cifar10      | cifar-10-batches-py/ (train and test sets together)   | CIFAR10           |
 | mnist        | MNIST/raw/*-ubyte (train and test sets together)      | MNIST             |
+| folder       | any images below root: *.jpg, *.jpeg, *.png, *.webp   | (`ImageFiles`)    |
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def _digest(items) -> str:
     for item in items:
         h.update(item if isinstance(item, bytes) else str(item).encode())
     return h.hexdigest()[:12]
+
+
+def _require_size(image: Image.Image, path: str, min_side: int, setting: str) -> None:
+    if min(image.size) < min_side:
+        width, height = image.size
+        raise DataError(f"image {path} is {width}x{height} px, too small for {setting} "
+                        f"(its short side must be at least {min_side} px, or it would be "
+                        f"padded or upscaled); lower {setting.split('=')[0]} or remove the "
+                        f"image (which changes the data set, so its split must be remade)")
 
 
 def _require(name: str, path: Path, layout: str, source: str) -> None:
@@ -180,3 +190,48 @@ def mnist(root: str, image_size: int = 32, channels: int = 3, download: bool = F
         dict(image_size=image_size, channels=channels),
         "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
         "the MNIST idx files (torchvision's mirrors)")
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+class ImageFiles(Dataset):
+    """Image files, in the order given, as (image,) tuples: each read with `checked_loader`,
+    refused if its short side is under `min_side` (`setting` says which setting asks it),
+    then transformed. torchvision's ImageFolder wants one folder per class; a folder of
+    one's own images has any layout."""
+
+    def __init__(self, paths: list[str], transform, min_side: int, setting: str):
+        self.paths, self.transform = paths, transform
+        self.min_side, self.setting = min_side, setting
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        path = self.paths[index]
+        image = checked_loader(path)
+        _require_size(image, path, self.min_side, self.setting)
+        return (self.transform(image),)
+
+
+def folder(root: str, image_size: int = 64, crop: int | None = None) -> Dataset:
+    """Every .jpg, .jpeg, .png and .webp file below `root` (any depth), in path order. The
+    fingerprint hashes the paths relative to root, so moving the folder keeps its split."""
+    root = Path(root)
+    layout = "<root>/**/*.{jpg,jpeg,png,webp} (any subfolders)"
+    _require("folder", root, layout, "your own images: point dataset.root at their folder")
+    paths = sorted(str(p) for p in root.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        others = sum(1 for p in root.rglob("*") if p.is_file())
+        raise DataError(f"no images in {root}: dataset=folder reads {', '.join(IMAGE_SUFFIXES)} "
+                        f"files below dataset.root, and found none ({others} other files); "
+                        f"point dataset.root at a folder of images")
+    setting = f"dataset.crop={crop}" if crop else f"dataset.image_size={image_size}"
+    ds = ImageFiles(paths, paper_transform(image_size, crop), crop or image_size, setting)
+    ds[0]  # one image decoded now: a folder of unreadable files fails here, naming one
+    ds.fingerprint = f"folder-{len(ds)}-{_digest(Path(p).relative_to(root) for p in paths)}"
+    ds.preprocessing = dict(image_size=image_size, crop=crop, channels=3)
+    ds.source_files = paths
+    return ds

@@ -13,9 +13,6 @@ writes its spec as JSON instead, with no account and no network.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from gansweep.errors import GansweepError
 
@@ -33,22 +30,6 @@ def workspaces():
     return wr
 
 
-def wandb_group(run: dict) -> str:
-    """The W&B group of a run read from files, as gansweep.tracking named it: `wandb.group`,
-    else its sweep directory's name, else (a single run) its own name."""
-    config = run.get("config")
-    group = run.get("wandb_group") or (  # read from W&B (report.collect_wandb)
-        OmegaConf.select(config, "wandb.group") if OmegaConf.is_config(config) else None)
-    if group:
-        return str(group)
-    saved = Path(run["dir"]) / ".hydra" / "hydra.yaml"
-    if saved.exists():
-        hydra = OmegaConf.load(saved).hydra
-        if hydra.mode == "MULTIRUN":  # a job's directory is one level below its sweep's
-            return Path(hydra.runtime.output_dir).parent.name
-    return Path(run["dir"]).name
-
-
 def config_key(setting: str) -> str:
     """A setting's key in W&B's backend: runs log their config flat (`train.lr`, `norm`),
     and each value sits under `.value`."""
@@ -59,7 +40,7 @@ def build(runs: list[dict], entity: str, project: str, compare: str, text: str, 
     """The W&B Report (not saved) of `runs`, grouped by `compare`; `text`: the markdown of
     the table and the comparisons."""
     wr = workspaces()
-    groups = sorted({wandb_group(r) for r in runs if r.get("dir") or r.get("wandb_group")})
+    groups = sorted({r["wandb_group"] for r in runs if r.get("wandb_group")})
     if not groups:
         raise GansweepError("no run of this report has a W&B group to filter by")
     listed = ", ".join(repr(g) for g in groups)

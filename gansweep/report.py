@@ -40,7 +40,8 @@ from gansweep.errors import GansweepError, first_line
 from gansweep.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
-from gansweep.stability import COLUMNS as STABILITY, run_stability, variant_stability
+from gansweep.stability import COLUMNS as STABILITY
+from gansweep.stability import run_stability, variant_stability
 
 COMPARED = ("norm", "arch", "dataset")
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
@@ -48,22 +49,31 @@ COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running
 
 
 def read_run(run_dir: Path) -> dict:
-    """A run's summary (or, unfinished, what its config and recon.csv say) and its series."""
+    """A run's summary (or, unfinished, what its config and recon.csv say), its series, the
+    settings its command line gave it and its W&B group."""
     config = records.read_config(run_dir) if (run_dir / records.CONFIG).exists() \
         else {}  # a run that failed before writing it
     # a sweep's run that raised has failed.json (gansweep/__main__.py)
     run = records.read_summary(run_dir) or records.read_failure(run_dir) \
         or {"status": "unfinished", **records.identity(config)}
     series = records.recon_series(run_dir)
+    saved = run_dir / ".hydra" / "hydra.yaml"  # runs that `train(cfg)` made directly have none
+    hydra = OmegaConf.load(saved).hydra if saved.exists() else None
     return _with_iters_done({**run, "dir": str(run_dir), "series": series,
-                             "settings": command_line_settings(run_dir), "config": config})
+                             "settings": result_settings(hydra) if hydra else {},
+                             "wandb_group": recorded_group(run_dir, config, hydra),
+                             "config": config})
 
 
-def command_line_settings(run_dir: Path) -> dict[str, str]:
-    """The overrides the run's results depend on, from what Hydra saved beside it (runs that
-    `train(cfg)` made directly have none)."""
-    saved = run_dir / ".hydra" / "hydra.yaml"
-    return result_settings(OmegaConf.load(saved).hydra) if saved.exists() else {}
+def recorded_group(run_dir: Path, config, hydra: DictConfig | None) -> str:
+    """The W&B group gansweep.tracking gave a run: `wandb.group`, else its sweep directory's
+    name, else (a single run) its own name."""
+    group = OmegaConf.select(config, "wandb.group") if OmegaConf.is_config(config) else None
+    if group:
+        return str(group)
+    if hydra is not None and hydra.mode == "MULTIRUN":  # a job's directory is one level
+        return Path(hydra.runtime.output_dir).parent.name  # below its sweep's
+    return Path(run_dir).name
 
 
 def _with_iters_done(run: dict) -> dict:

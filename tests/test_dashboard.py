@@ -80,10 +80,17 @@ def test_another_compared_setting_groups_by_its_flat_config_key(sweep, tmp_path,
 
 
 def test_saving_without_wandb_online_is_one_line(sweep, tmp_path, monkeypatch, capsys):
+    import wandb
+
     monkeypatch.setenv("WANDB_API_KEY", "")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-    code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
-                            str(tmp_path), "--wandb-report", "my-team/gansweep")
+    try:
+        code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
+                                str(tmp_path), "--wandb-report", "my-team/gansweep")
+    finally:
+        # W&B keeps its settings (this server, no key) in a process-wide singleton, which
+        # later runs in this process would otherwise inherit and try to log in with
+        wandb.teardown()
     assert code == 1 and "Traceback" not in said
     assert "could not save the W&B Report to my-team/gansweep" in said and "--dry-run" in said
 

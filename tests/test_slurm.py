@@ -161,14 +161,16 @@ def one_process_and_srun(tmp_path: Path, settings: list[str], monkeypatch,
     return run_one, run_ddp, ddp.stdout + ddp.stderr
 
 
-@pytest.mark.parametrize("norm", ["wn", "vanilla"])
-def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm, monkeypatch,
-                                                         capsys):
+@pytest.mark.parametrize("norm, extra", [("wn", []),
+                                         ("vanilla", ["loss=wasserstein", "penalty=wgan_gp"])])
+def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm, extra,
+                                                         monkeypatch, capsys):
     """`train.batch_size` is the global batch: two ranks with half of it each train as one
     process with all of it (up to float rounding, which GAN training amplifies within a few
     iterations, as it does between thread counts of one process). BN would need SyncBN,
-    which torch runs on GPUs only."""
-    settings = [f"norm={norm}", "train.iters=2",
+    which torch runs on GPUs only. A gradient penalty too: each rank draws the whole batch's
+    random points and keeps its half, and its per-image terms average as the batch's do."""
+    settings = [f"norm={norm}", *extra, "train.iters=2",
                 "recon.every=2", "recon.n_images=8", "recon.steps=5", "final.n_images=16",
                 "final.steps=10", "trainer.enable_progress_bar=false", "wandb.mode=disabled"]
     run_one, run_ddp, ddp_output = one_process_and_srun(tmp_path, settings, monkeypatch, capsys)

@@ -106,8 +106,11 @@ def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
 def check_same_data(run_dir: Path, cfg: DictConfig) -> None:
     """A run directory's runs are of one data set. Its name leaves dataset.root out (a data
     set moved elsewhere is the same data), so runs of two folders (dataset=folder) would
-    share one directory, and the second would resume or skip the first's run."""
-    if not (Path(run_dir) / records.CONFIG).exists():
+    share one directory, and the second would resume or skip the first's run. A run that
+    left nothing to resume or skip (it failed before its first checkpoint) is no one's."""
+    run_dir = Path(run_dir)
+    kept = [run_dir / records.SUMMARY, run_dir / "checkpoints" / "last.ckpt"]
+    if not (run_dir / records.CONFIG).exists() or not any(p.exists() for p in kept):
         return
     saved = OmegaConf.select(records.read_config(run_dir), "dataset.name")
     if saved is not None and saved != cfg.dataset.name:

@@ -276,6 +276,9 @@ def test_runs_of_two_folders_in_one_run_directory_are_refused(make_cfg, tmp_path
     first = write_folder(tmp_path / "cats", n=20)
     second = write_folder(tmp_path / "dogs", n=20, seed=1)
     settings = ["dataset=folder", "dataset.num_workers=0", "train.iters=1", *SMALL_SPLIT]
+    missing = make_cfg(*settings, f"dataset.root={tmp_path / 'nothing'}")
+    with pytest.raises(sets.DataNotFound):
+        train(missing)  # a run that failed before training leaves nothing to protect
     train(make_cfg(*settings, f"dataset.root={first}"))
     from gansweep.validate import ConfigError
     with pytest.raises(ConfigError, match="holds a run on data set 'folder-cats', not "

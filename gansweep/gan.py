@@ -40,7 +40,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.layers import clamp_slopes_, slope_names
-from gansweep.losses import LOSSES, Penalty
+from gansweep.losses import DEFAULT_LOSS, LOSSES, Penalty
 
 # What one training iteration reports (train.csv's columns, the loggers' train/* series)
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
@@ -54,7 +54,7 @@ def _plain(cfg: Any) -> Any:
 class GAN(L.LightningModule):
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
                  optimizer: dict, seed: int = 0, n_samples: int = 64,
-                 compile: str | None = None, loss: str = "nonsaturating",
+                 compile: str | None = None, loss: str = DEFAULT_LOSS,
                  penalty: dict | None = None):
         super().__init__()
         arch, optimizer, penalty = _plain(arch), _plain(optimizer), _plain(penalty) or {}

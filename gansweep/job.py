@@ -31,17 +31,9 @@ from gansweep import capacity, console, lock, records, restarts, signals
 from gansweep.callbacks import IterationProgressBar, RunModule, RunTrainer, atomic_save_checkpoint
 from gansweep.errors import GansweepError, build
 from gansweep.packed import EachSeed, SeedCheckpointIO, packed_gan_factory, packed_resume_point
-from gansweep.run import (
-    RunCallbacks,
-    attempt_summary,
-    check_checkpoints,
-    check_same_data,
-    finish,
-    resume_iteration,
-    run_callbacks,
-    run_config,
-    write_hydra_record,
-)
+from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, check_same_data,
+                          finish, resume_iteration, run_callbacks, run_config,
+                          write_hydra_record)
 from gansweep.runs import seed_run_dirs
 from gansweep.tracking import command_line_settings, wandb_logger
 from gansweep.trainer import make_trainer

@@ -83,6 +83,8 @@ class Hinge(Wasserstein):
 
 
 LOSSES = {cls.name: cls for cls in (NonSaturating, Wasserstein, LeastSquares, Hinge)}
+# the defaults (conf/config.yaml), which runs made before these axes existed trained with
+DEFAULT_LOSS, NO_PENALTY = NonSaturating.name, "none"
 
 # uniform draws of a shape, for a penalty's random points: the module's own (each packed
 # copy's from its own generator, so a copy draws what its run alone draws)
@@ -113,13 +115,13 @@ def dragan_points(real: torch.Tensor, fake: torch.Tensor, uniform: Uniform) -> t
 
 
 PENALTY_POINTS = {"wgan_gp": wgan_gp_points, "dragan": dragan_points}
-PENALTIES = ["none", *PENALTY_POINTS]
+PENALTIES = [NO_PENALTY, *PENALTY_POINTS]
 
 
 class Penalty:
     """`penalty.name` at `penalty.weight`; `none` adds nothing and draws nothing."""
 
-    def __init__(self, name: str = "none", weight: float | None = None):
+    def __init__(self, name: str = NO_PENALTY, weight: float | None = None):
         self.name, self.weight = name, weight
         self.points = PENALTY_POINTS.get(name)
 

@@ -41,6 +41,7 @@ from omegaconf import DictConfig
 from gansweep import records
 from gansweep.gan import GAN, LOSS_COLUMNS
 from gansweep.layers import slope_names
+from gansweep.losses import DEFAULT_LOSS
 from gansweep.packing import (
     SEED_CALLBACKS,
     Packed,
@@ -57,7 +58,7 @@ class PackedGAN(GAN):
 
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
                  optimizer: dict, seeds: list[int], n_samples: int = 64,
-                 compile: str | None = None, loss: str = "nonsaturating",
+                 compile: str | None = None, loss: str = DEFAULT_LOSS,
                  penalty: dict | None = None):
         super().__init__(arch, norm, image_size, channels, optimizer, seed=seeds[0],
                          n_samples=n_samples, compile=compile, loss=loss, penalty=penalty)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import damaged, first_line
 from gansweep.history import IterationCsv, write_json
+from gansweep.losses import DEFAULT_LOSS, NO_PENALTY
 
 SUMMARY, FAILED, CONFIG = "summary.json", "failed.json", "config.yaml"
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
@@ -39,8 +40,8 @@ def identity(cfg: DictConfig) -> dict:
     """What every record of a run says it is: the compared keys, its loss and penalty (runs
     older than those axes had the defaults), and its seed."""
     return {"norm": cfg.norm.name, "arch": cfg.arch.name, "dataset": cfg.dataset.name,
-            "loss": OmegaConf.select(cfg, "loss.name", default="nonsaturating"),
-            "penalty": OmegaConf.select(cfg, "penalty.name", default="none"),
+            "loss": OmegaConf.select(cfg, "loss.name", default=DEFAULT_LOSS),
+            "penalty": OmegaConf.select(cfg, "penalty.name", default=NO_PENALTY),
             "seed": cfg.seed}
 
 

@@ -15,14 +15,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gansweep import records, restarts
-from gansweep.callbacks import (
-    IterationCheckpoint,
-    LossHistory,
-    RunModule,
-    RunningRecon,
-    RunTrainer,
-    SampleGrids,
-)
+from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
+                                RunTrainer, SampleGrids)
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.gan import LOSS_COLUMNS
 from gansweep.recon import ReconSettings, reconstruct

@@ -5,7 +5,8 @@
 - group = the sweep (its directory name) or, for a single run, the run's name; job_type =
   the norm; tags = arch, dataset, norm; config = the resolved Hydra config flattened to dotted
   keys, plus `norm`, `arch`, `dataset`, `loss`, `penalty` and `seed` at the top, so the
-  dashboard can group and filter by them, and `settings`: the command line's overrides that change results.
+  dashboard can group and filter by them, and `settings`: the command line's overrides that
+  change results.
 - Every metric is plotted against `trainer/iter`; `recon/running` also keeps its minimum.
 - The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run.
 """

@@ -14,6 +14,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
+from gansweep.losses import NO_PENALTY
 from gansweep.settings import Dataset, Loss, Penalty, Settings
 
 
@@ -172,11 +173,11 @@ def _check_value(key: str, value, kind, declared) -> None:
 
 def _check_penalty_weight(penalty: DictConfig) -> None:
     weight = penalty.get("weight")
-    if penalty.name == "none" and weight is not None:
+    if penalty.name == NO_PENALTY and weight is not None:
         raise ConfigError(f"penalty.weight={weight} with penalty=none: there is no penalty to "
                           f"weigh; choose one (penalty=wgan_gp or penalty=dragan) or drop "
                           f"penalty.weight")
-    if penalty.name != "none" and weight is None:
+    if penalty.name != NO_PENALTY and weight is None:
         raise ConfigError(f"penalty={penalty.name} needs penalty.weight (a positive number; "
                           f"10 in conf/penalty/{penalty.name}.yaml)")
 

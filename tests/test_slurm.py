@@ -237,7 +237,8 @@ def test_a_grid_the_cluster_cannot_run_ends_with_one_line_naming_the_setting(
     assert "Traceback" not in said, said[-3000:]
     (line,) = [line for line in said.splitlines() if "SLURM refuses" in line]
     assert f"hydra.launcher.{setting}" in line and "sbatch said" in line
-    assert queued_jobs() == before  # nothing was submitted
+    # Earlier tests' jobs may leave the queue meanwhile; none may join it.
+    assert set(queued_jobs()) <= set(before)
 
 
 def test_each_refusal_names_its_setting():

@@ -97,6 +97,11 @@ class GAN(L.LightningModule):
             return self.generator, self.discriminator
         if not self._compiled:  # lazy: torch.compile compiles at the first call anyway
             self._compile_started = time.perf_counter()
+            # A sweep's jobs may share this process (Hydra's basic launcher). Dynamo keeps a
+            # few graphs per function (`recompile_limit`), then runs it eagerly: after a few
+            # jobs the rest would train eager under a compiled run's name. Start afresh, as
+            # a job in a process of its own does; inductor's disk cache keeps recompiles short.
+            torch.compiler.reset()
             self._compiled = {name: torch.compile(net, mode=self.compile_mode, dynamic=False)
                               for name, net in (("g", self.generator),
                                                 ("d", self.discriminator))}

@@ -38,18 +38,69 @@ def test_train_benchmark_times_both_loops_and_counts_their_ops():
     assert wn["gansweep_ops"] > vanilla["gansweep_ops"]  # WN normalises every weight
 
 
-def test_train_benchmark_times_the_compiled_path_and_its_compilation(monkeypatch):
+def test_train_benchmark_times_the_compiled_path_and_counts_its_kernels(monkeypatch):
     from gansweep.benchmark import train
 
-    # the tests' tiny networks: the compiled graphs test_compile compiles too (inductor's
-    # cache then compiles them once), and the same code path as the README's settings
+    # the tests' tiny networks, the same code path as the README's settings
     monkeypatch.setitem(train.SETTINGS, "tiny", TINY_NETS["dcgan"])
     monkeypatch.setitem(train.PLANS, ("tiny", False), train.PLANS["digits", True])
-    (row,) = main(["train", "--settings", "tiny", "--norms", "vanilla", "--log-every", "2",
+    (row,) = main(["train", "--settings", "tiny", "--norms", "wn", "--log-every", "2",
                    "--reads", "1", "--repeat", "1", "--compile", "default"])
     assert row["setting"] == "tiny"
     assert row["compiled_s"] > 0 and row["compile_s"] > 0
     assert row["compiled_ratio"] == pytest.approx(row["compiled_s"] / row["hand_s"])
+    # inductor fuses TPReLU's and the losses' elementwise ops: fewer kernels than eager ops
+    assert 0 < row["compiled_kernels"] < 0.9 * row["gansweep_ops"]
+
+
+def test_train_benchmark_compares_each_norm_to_vanilla_eager_and_compiled(capsys):
+    from argparse import Namespace
+
+    from gansweep.benchmark.train import report
+
+    def row(norm, seconds, ops, compiled_s, kernels):
+        return {"setting": "digits", "norm": norm, "penalty": "none", "hand_s": seconds,
+                "gansweep_s": seconds, "ratio": 1.0, "hand_ops": ops, "gansweep_ops": ops,
+                "syncs_per_iter": None, "compiled_s": compiled_s, "compiled_ratio": 1.0,
+                "compile_s": 2.0, "compiled_kernels": kernels}
+
+    report([row("vanilla", 0.050, 250, 0.040, 200), row("wn", 0.060, 375, 0.046, 230)],
+           Namespace(quick=True, compile="default", overrides=["+train.optimizer.foreach=true"]))
+    said = capsys.readouterr().out
+    assert "on cpu x" in said and "(quick), +train.optimizer.foreach=true;" in said
+    assert "| digits | wn | 60.0 | 46.0 | 0.767 | 1.000 | 2.0 | 375 | 230 |" in said
+    assert "digits: wn / vanilla (gansweep): 1.20x time, 1.50x ops" in said
+    assert "digits: wn / vanilla (compiled): 1.15x time, 1.15x kernels" in said
+
+
+def test_train_benchmark_refuses_an_override_the_config_does_not_take_in_one_line():
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--settings", "digits", "--norms", "wn", "--overrides", "train.nope=1"])
+    said = str(refused.value)
+    assert "--overrides train.nope=1: Could not override 'train.nope'" in said
+    assert "\n" not in said
+
+
+def pointwise_chain(x, a):
+    return ((x - a).relu() * 2 + a).sum((1, 2))
+
+
+def test_the_kernel_counter_counts_eager_code_as_the_op_counter_does():
+    import torch
+    import torch.nn.functional as F
+
+    from gansweep.benchmark.train import KernelCounter, OpCounter
+
+    x, a, w = torch.randn(4, 3, 8, 8), torch.randn(3, 1, 1), torch.randn(5, 3, 3, 3)
+
+    def step():
+        pointwise_chain(x, a)  # sub, relu, mul, add, sum
+        y = F.conv2d(x, w).flatten(1)  # convolution, a view
+        return F.linear(y, torch.ones(2, 180)).t().contiguous()  # ones, mm, a view, clone
+
+    with OpCounter() as ops, KernelCounter() as kernels:
+        step()
+    assert kernels.kernels == ops.ops == 9
 
 
 def test_train_benchmark_prices_a_gradient_penalty_against_none(monkeypatch, capsys):
@@ -88,3 +139,20 @@ def test_packed_benchmark_reports_model_iterations_per_k(capsys):
     one, three = rows
     assert three["packed_peak_mib"] > one["packed_peak_mib"]  # three copies' activations
     assert "| digits | bn | 3 |" in capsys.readouterr().out
+
+
+def test_the_kernel_counter_sees_a_compiled_chain_of_ops_as_one_kernel():
+    import torch
+    from torch._inductor import config as inductor_config
+
+    from gansweep.benchmark.train import KernelCounter
+
+    x, a = torch.randn(4, 3, 8, 8), torch.randn(3, 1, 1)
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        fused = torch.compile(pointwise_chain)
+        fused(x, a)
+    with KernelCounter() as eager:
+        pointwise_chain(x, a)
+    with KernelCounter() as compiled:
+        fused(x, a)
+    assert (eager.kernels, compiled.kernels) == (5, 1)

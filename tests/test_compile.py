@@ -59,6 +59,21 @@ def test_a_compiled_run_trains_as_the_eager_run(make_cfg, tmp_path, capsys, arch
     assert keys[0] == keys[1]
 
 
+def test_each_compiled_run_of_a_process_compiles_its_own_graphs(make_cfg, tmp_path):
+    """A sweep's jobs share one process under Hydra's basic launcher. Dynamo keeps a few
+    graphs per function (`recompile_limit`) and past them runs the function eagerly, so
+    after a few compiled jobs the rest would train eager under a compiled run's name. Each
+    run starts dynamo afresh, as a job in a process of its own does."""
+    from torch._dynamo.utils import counters
+
+    for norm in ("vanilla", "bn"):  # graphs the compile cases compile too (inductor's cache)
+        before = counters["stats"]["unique_graphs"]
+        with torch._dynamo.config.patch(recompile_limit=2):  # reached after one run
+            train_run(make_cfg(COMPILED, f"norm={norm}", "train.iters=2", "final.steps=2",
+                               f"run_dir={tmp_path}/{norm}"))
+        assert counters["stats"]["unique_graphs"] > before, f"norm={norm} trained eagerly"
+
+
 def test_a_compiled_run_resumes_exactly(make_cfg, tmp_path):
     straight = train_run(make_cfg(*COMPILED_RUN, f"run_dir={tmp_path}/straight"))
     cfg = make_cfg(*COMPILED_RUN, f"run_dir={tmp_path}/resumed")

@@ -63,7 +63,7 @@ def test_steady_state_iterations_do_not_wait_for_the_gpu(tmp_path):
 
     plan = Plan(log_every=5, reads=3, repeat=1)
     cfg = compose_run(tmp_path, "dcgan64", "wn", plan, "run")
-    window = Window(plan, count_ops=False)
+    window = Window(plan)
     train(cfg, callbacks=[window])
     assert window.syncs is not None and window.syncs <= plan.reads
 

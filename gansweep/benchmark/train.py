@@ -17,16 +17,22 @@ It also counts the aten ops each path dispatches in one steady-state iteration (
 excluded: they launch nothing; on a GPU nearly every other op is one kernel launch), and on
 a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_sync_debug_mode`).
 
+`--overrides KEY=VALUE ...` applies Hydra overrides to every run of both loops (e.g.
+`+train.optimizer.foreach=true`, RMSProp as torch runs it on a GPU).
+
 `--penalties wgan_gp dragan` adds each norm's runs with that gradient penalty (the hand loop
 adds the same penalty, `gansweep.losses`), and the cost of each as ratios to the run without.
 
-`--compile MODE` adds a third path, gansweep with `train.compile=MODE`, and the time of its
-first iteration (the compilation). Its fused kernels are not aten ops, so no count is given.
+`--compile MODE` adds a third path, gansweep with `train.compile=MODE`, the time of its
+first iteration (the compilation), and the kernels it runs in one iteration: its fused
+kernels are not aten ops, so `KernelCounter` counts them from torch's profiler (on a CPU,
+inductor's kernels and the aten ops called outside them; on a GPU, the host's launches).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 import tempfile
 import time
@@ -37,7 +43,10 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.errors import HydraException
 from hydra.utils import instantiate
+from torch._inductor import config as inductor_config
+from torch.profiler import ProfilerActivity
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gansweep.benchmark.common import device_name, root_config, synchronize
@@ -102,6 +111,62 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class KernelCounter:
+    """Counts the kernels run while active, from torch's profiler: the count for a compiled
+    path, whose fused kernels are not aten ops.
+    - On a CPU: inductor's generated kernels (named in the profiler where
+      `cpp.enable_kernel_profile` was on as they compiled; `run` sets it), and the aten ops
+      run outside any other counted op, views and allocations excluded (on eager code, the
+      ops `OpCounter` counts).
+    - On a GPU: the launches the host makes (kernels, CUDA graphs, copies), which is what a
+      launch-bound iteration pays for."""
+
+    def __enter__(self):
+        activities = [ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        self._profile = torch.profiler.profile(activities=activities)
+        self._profile.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._profile.__exit__(*exc)
+        events = self._profile.events()
+        self.kernels = (sum(e.name in CUDA_LAUNCHES for e in events) if torch.cuda.is_available()
+                        else sum(_is_cpu_kernel(e) for e in events))
+
+
+CUDA_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+                 "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync"}
+ALLOCATIONS = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided",
+               "resize_"}
+
+
+def _is_cpu_kernel(event) -> bool:
+    if "cpp_fused" in event.name:  # inductor's name for its generated CPU kernels
+        return True
+    if not _is_work(event.name):
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if _is_work(parent.name):
+            return False  # inside a counted op: part of its work
+        parent = parent.cpu_parent
+    return True
+
+
+@functools.cache
+def _is_work(name: str) -> bool:
+    """Whether a profiler event is an aten op that computes (not a view nor an allocation)."""
+    if not name.startswith("aten::"):
+        return False
+    op = name.removeprefix("aten::")
+    packet = getattr(torch.ops.aten, op, None)
+    if op in ALLOCATIONS or packet is None:
+        return False
+    return not any(getattr(packet, overload).is_view for overload in packet.overloads())
+
+
 def compose_run(tmp: Path, setting: str, norm: str, plan: Plan, name: str, extra=()):
     n = plan.iters
     return root_config(
@@ -151,16 +216,17 @@ def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
 
 
 class Window(L.Callback):
-    """Times gansweep's iterations [warmup, warmup + timed), counts ops in one iteration
-    before them, and on a GPU counts the syncs inside the window."""
+    """Times gansweep's iterations [warmup, warmup + timed), counts in one iteration before
+    them with `counter` (an `OpCounter`, a `KernelCounter` or None), and on a GPU counts the
+    syncs inside the window."""
 
-    def __init__(self, plan: Plan, count_ops: bool = True):
-        self.plan, self.counter, self.count_ops = plan, OpCounter(), count_ops
+    def __init__(self, plan: Plan, counter: OpCounter | KernelCounter | None = None):
+        self.plan, self.counter = plan, counter
         self.seconds = self.syncs = self.compile_seconds = None
         self._caught = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2 and self.count_ops:
+        if batch_idx == self.plan.warmup - 2 and self.counter is not None:
             self.counter.__enter__()
         if batch_idx == self.plan.warmup:
             synchronize()
@@ -172,7 +238,7 @@ class Window(L.Callback):
             self._sync_watch(start=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2 and self.count_ops:
+        if batch_idx == self.plan.warmup - 2 and self.counter is not None:
             self.counter.__exit__(None, None, None)
         if batch_idx == 0:
             self.compile_seconds = pl_module.compile_seconds
@@ -192,34 +258,35 @@ class Window(L.Callback):
             self.syncs = sum("synchroniz" in str(w.message) for w in self._records)
 
 
-def gansweep_loop(cfg, plan: Plan, log: Path, count_ops: bool = True) -> Window:
-    """gansweep's run, observed: `seconds` per iteration, `counter.ops` in one iteration,
+def gansweep_loop(cfg, plan: Plan, log: Path, counter=None) -> Window:
+    """gansweep's run, observed: `seconds` per iteration, `counter`'s count in one iteration,
     `syncs` in the window (None on CPU), `compile_seconds` (None when eager)."""
-    window = Window(plan, count_ops)
+    window = Window(plan, counter)
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         train(cfg, callbacks=[window])
     return window
 
 
 def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | None,
-            penalty: str = "none") -> dict:
-    hand, full, compiled, compile_s, ops, syncs = [], [], [], [], {}, None
-    extra = [f"penalty={penalty}"]
+            penalty: str = "none", overrides: tuple[str, ...] = ()) -> dict:
+    hand, full, compiled, compile_s, ops, syncs, kernels = [], [], [], [], {}, None, None
+    extra = [f"penalty={penalty}", *overrides]
     for r in range(plan.repeat):  # interleaved, so drifts in machine speed hit both alike
         seconds, ops["hand"] = hand_loop(
             compose_run(tmp, setting, norm, plan, f"hand{r}", extra), plan)
         hand.append(seconds)
         cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{penalty}-{r}", extra)
-        window = gansweep_loop(cfg, plan, tmp / "runs.log")
+        window = gansweep_loop(cfg, plan, tmp / "runs.log", OpCounter())
         full.append(window.seconds)
         ops["gansweep"], syncs = window.counter.ops, window.syncs
         if compile_mode and norm != "sn":  # refused: see gansweep/validate.py
             cfg = compose_run(tmp, setting, norm, plan,
                               f"{setting}-{norm}-{penalty}-compiled-{r}",
                               [*extra, f"train.compile={compile_mode}"])
-            window = gansweep_loop(cfg, plan, tmp / "runs.log", count_ops=False)
+            window = gansweep_loop(cfg, plan, tmp / "runs.log", KernelCounter())
             compiled.append(window.seconds)
             compile_s.append(window.compile_seconds)
+            kernels = window.counter.kernels
     h, f = statistics.median(hand), statistics.median(full)
     c = statistics.median(compiled) if compiled else None
     return {"setting": setting, "norm": norm, "penalty": penalty, "hand_s": h, "gansweep_s": f, "ratio": f / h,
@@ -227,7 +294,7 @@ def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | 
             "gansweep_ops": ops["gansweep"],
             "syncs_per_iter": None if syncs is None else syncs / plan.timed,
             "compiled_s": c, "compiled_ratio": None if c is None else c / h,
-            "compile_s": compile_s[0] if compile_s else None}
+            "compile_s": compile_s[0] if compile_s else None, "compiled_kernels": kernels}
 
 
 def plan_for(setting: str, args) -> Plan:
@@ -236,14 +303,27 @@ def plan_for(setting: str, args) -> Plan:
                 repeat=args.repeat or plan.repeat)
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """One line, before any run, for overrides the config does not take."""
+    try:
+        root_config(*overrides)
+    except HydraException as exc:
+        raise SystemExit(f"python -m gansweep.benchmark train: --overrides "
+                         f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+
+
 def run(args) -> list[dict]:
+    check_overrides(args.overrides)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    # inductor's CPU kernels named in the profiler, for `KernelCounter` (graphs compiled here)
+    with tempfile.TemporaryDirectory() as tmp, \
+            inductor_config.patch({"cpp.enable_kernel_profile": True}):
         for setting in args.settings:
             plan = plan_for(setting, args)
             for norm in args.norms:
                 for penalty in args.penalties:
-                    rows.append(measure(setting, norm, plan, Path(tmp), args.compile, penalty))
+                    rows.append(measure(setting, norm, plan, Path(tmp), args.compile, penalty,
+                                        tuple(args.overrides)))
     return rows
 
 
@@ -264,11 +344,16 @@ def add_arguments(parser) -> None:
                         "wgan_gp dragan), with their cost as ratios to none")
     parser.add_argument("--compile", metavar="MODE",
                         help="also time train.compile=MODE (e.g. default, reduce-overhead)")
+    parser.add_argument("--overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="Hydra overrides for every run, both loops (e.g. "
+                        "+train.optimizer.foreach=true: RMSProp as on a GPU)")
 
 
 def report(rows: list[dict], args) -> None:
     print(f"gansweep vs a hand-written loop of the same networks, batch 32, on {device_name()}"
-          f"{' (quick)' if args.quick else ''}; medians of interleaved repeats:")
+          f"{' (quick)' if args.quick else ''}"
+          f"{''.join(f', {o}' for o in args.overrides)}; "
+          f"medians of interleaved repeats:")
     print("| setting | norm | hand ms/it | gansweep ms/it | ratio | hand ops/it | "
           "gansweep ops/it | syncs/it |")
     print("|---|---|---|---|---|---|---|---|")
@@ -281,12 +366,13 @@ def report(rows: list[dict], args) -> None:
         print(f"train.compile={args.compile} (first iteration: the compilation, first repeat; "
               f"later repeats reuse inductor's on-disk cache):")
         print("| setting | norm | eager ms/it | compiled ms/it | compiled / eager | "
-              "compiled / hand | first iteration s |")
-        print("|---|---|---|---|---|---|---|")
+              "compiled / hand | first iteration s | eager ops/it | compiled kernels/it |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in (r for r in rows if r["compiled_s"] is not None):
             print(f"| {r['setting']} | {label(r)} | {1000 * r['gansweep_s']:.1f} | "
                   f"{1000 * r['compiled_s']:.1f} | {r['compiled_s'] / r['gansweep_s']:.3f} | "
-                  f"{r['compiled_ratio']:.3f} | {r['compile_s']:.1f} |")
+                  f"{r['compiled_ratio']:.3f} | {r['compile_s']:.1f} | {r['gansweep_ops']} | "
+                  f"{r['compiled_kernels']} |")
     for setting in dict.fromkeys(r["setting"] for r in rows):
         by_norm = {r["norm"]: r for r in rows
                    if r["setting"] == setting and r["penalty"] == "none"}
@@ -297,6 +383,10 @@ def report(rows: list[dict], args) -> None:
                     print(f"{setting}: {norm} / vanilla (gansweep): "
                           f"{r['gansweep_s'] / base['gansweep_s']:.2f}x time, "
                           f"{r['gansweep_ops'] / base['gansweep_ops']:.2f}x ops")
+                    if r["compiled_kernels"] and base["compiled_kernels"]:
+                        print(f"{setting}: {norm} / vanilla (compiled): "
+                              f"{r['compiled_s'] / base['compiled_s']:.2f}x time, "
+                              f"{r['compiled_kernels'] / base['compiled_kernels']:.2f}x kernels")
     for r in rows:
         without = next((o for o in rows if (o["setting"], o["norm"], o["penalty"])
                         == (r["setting"], r["norm"], "none")), None)

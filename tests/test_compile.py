@@ -70,6 +70,8 @@ def test_each_compiled_run_of_a_process_compiles_its_own_graphs(make_cfg, tmp_pa
         before = counters["stats"]["unique_graphs"]
         with torch._dynamo.config.patch(recompile_limit=2):  # reached after one run
             train_run(make_cfg(COMPILED, f"norm={norm}", "train.iters=2", "final.steps=2",
+                               # a sweep's jobs as shipped: the progress bar, W&B offline
+                               "trainer.enable_progress_bar=true", "wandb.mode=offline",
                                f"run_dir={tmp_path}/{norm}"))
         assert counters["stats"]["unique_graphs"] > before, f"norm={norm} trained eagerly"
 

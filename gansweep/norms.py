@@ -7,14 +7,15 @@ and one `conf/norm/*.yaml`.
 Paper variants (README, "The method", Networks):
 - vanilla: plain layers with bias, PReLU.
 - bn: plain layers, BatchNorm2d after hidden layers (`activation_norm`), PReLU. Convs followed by BN
-  carry no bias (BN's shift makes it redundant).
+  carry no bias (see `Layers.norm_cancels_bias`).
 - wn: hidden layers strict WN + TPReLU; output layers affine WN; WN addition in ResNets.
 
 Beyond the paper:
 - wn_affine: affine WN in every layer, PReLU (the authors' extra variant).
 - ln: layer normalisation where bn has BatchNorm (per sample, over channels and space, with a
   per-channel affine), PReLU; no batch statistics, so it suits gradient penalties, which
-  score each image alone (Gulrajani et al. 2017 advise it for a penalised critic).
+  score each image alone (Gulrajani et al. 2017 advise it for a penalised critic). The
+  layers before it keep their bias, as in compare_gan's layer norm variant.
 - sn: spectral normalisation (torch's parametrization) on every weighted layer of both
   networks, biases and PReLU, no BN. Applied to G as well as D (as in SAGAN) because the
   `norm` axis treats both networks alike; large studies (Kurach et al. 2019) applied it to D.
@@ -32,12 +33,18 @@ class Layers:
     """vanilla: plain layers with bias and PReLU. Base class of every variant."""
 
     name = "vanilla"
-    has_activation_norm = False  # True where `activation_norm` is a real norm layer
+    # Whether `activation_norm` removes any per-channel constant added to its input, so that
+    # the layer before it would carry a bias with no effect on the output (and one that
+    # only drifts). A norm cancels a per-channel bias exactly when it subtracts a per-channel
+    # mean: batch norm does (each channel's mean over the batch and positions); layer norm
+    # does not (one mean per image over all channels and positions, which leaves every
+    # channel's bias minus the mean bias in the output); no norm cancels nothing.
+    norm_cancels_bias = False
 
     # Hidden layers: `norm_follows=False` marks one the architecture leaves without
-    # `activation_norm` (D's first conv); only layers followed by a real norm drop their bias.
+    # `activation_norm` (D's first conv).
     def _bias(self, norm_follows: bool) -> bool:
-        return not (norm_follows and self.has_activation_norm)
+        return not (norm_follows and self.norm_cancels_bias)
 
     def linear(self, cin: int, cout: int, norm_follows: bool = True) -> nn.Module:
         return nn.Linear(cin, cout, bias=self._bias(norm_follows))
@@ -76,7 +83,7 @@ class Layers:
 
 class BatchNormLayers(Layers):
     name = "bn"
-    has_activation_norm = True
+    norm_cancels_bias = True
 
     def activation_norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
@@ -85,9 +92,12 @@ class BatchNormLayers(Layers):
 class LayerNormLayers(BatchNormLayers):
     """ln: BN's placement, with layer normalisation instead: each sample normalised over its
     channels and positions together, then a per-channel scale and shift. GroupNorm with one
-    group is exactly that (nn.LayerNorm's affine would be per position as well)."""
+    group is exactly that (nn.LayerNorm's affine would be per position as well). Its one
+    mean per image does not cancel the previous layer's per-channel bias, so that layer
+    keeps it (compare_gan's layer norm variant does too)."""
 
     name = "ln"
+    norm_cancels_bias = False
 
     def activation_norm(self, channels: int) -> nn.Module:
         return nn.GroupNorm(1, channels)

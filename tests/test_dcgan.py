@@ -117,3 +117,45 @@ def test_first_layer_scaling_reaches_the_raw_weight(norm):
     raw = getattr(g.project, "parametrizations", None)
     weight = raw.weight.original if raw is not None else g.project.weight
     assert weight.abs().mean().item() < 0.02 * (1 / 16) ** 0.5
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_ln_keeps_every_bias_as_vanilla_does(arch):
+    """Layer norm takes one mean per image, which leaves a per-channel bias in the output,
+    so no layer before it may drop its bias (only batch norm cancels one)."""
+    from gansweep.nets import resnet
+
+    nets = {"dcgan": (Generator("ln", 32, width=8), Discriminator("ln", 32, width=8)),
+            "resnet": (resnet.Generator("ln", 32, widths=[8, 16, 16], blocks=1),
+                       resnet.Discriminator("ln", 32, widths=[8, 16, 16], blocks=1))}[arch]
+    for net in nets:
+        weighted = [x for x in net.modules()
+                    if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+        assert modules_of(net, nn.GroupNorm)
+        assert weighted and all(x.bias is not None for x in weighted)
+
+
+def test_ln_block_equals_the_reference_conv_with_bias_then_layer_norm():
+    """compare_gan's layer norm variant: conv2d with its bias, then layer normalisation over
+    channels and positions of each image with a per-channel scale and shift (Ba et al.
+    2016), written out here by hand in float64."""
+    torch.manual_seed(0)
+    d = Discriminator("ln", 32, width=4).double()
+    conv, norm = d.body[2], d.body[3]
+    with torch.no_grad():
+        conv.bias.copy_(torch.randn_like(conv.bias))
+        norm.weight.copy_(1 + 0.1 * torch.randn_like(norm.weight))
+        norm.bias.copy_(0.1 * torch.randn_like(norm.bias))
+    x = torch.randn(3, conv.in_channels, 16, 16, dtype=torch.float64)
+    h = nn.functional.conv2d(x, conv.weight, stride=2, padding=1) + conv.bias[:, None, None]
+    mean = h.mean(dim=(1, 2, 3), keepdim=True)
+    var = h.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    reference = (norm.weight[:, None, None] * (h - mean) / torch.sqrt(var + norm.eps)
+                 + norm.bias[:, None, None])
+    assert torch.allclose(norm(conv(x)), reference, atol=1e-12)
+    without_bias = h - conv.bias[:, None, None]
+    normed = (without_bias - without_bias.mean(dim=(1, 2, 3), keepdim=True)) / torch.sqrt(
+        without_bias.var(dim=(1, 2, 3), unbiased=False, keepdim=True) + norm.eps)
+    # the bias is not cancelled: the same block without it is another function
+    assert not torch.allclose(norm.weight[:, None, None] * normed + norm.bias[:, None, None],
+                              reference, atol=1e-3)

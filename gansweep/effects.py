@@ -3,14 +3,25 @@
 Each run of a variant gives a loss (final or running). Two variants that differ in one
 setting (the norm, by default) are compared by the relative difference of their losses,
 `geomean(a) / geomean(b) - 1`, with a 95% confidence interval and a two-sided p-value from
-Welch's t test on the log losses (README, "Is a difference real?"):
+a t test on the log losses (README, "Is a difference real?"):
 - losses are positive and a norm changes them by a factor: on the log scale the effect is a
-  difference, and the t interval of that difference maps back to an exact interval of the
+  difference, and an interval of that difference maps back to an exact interval of the
   relative difference;
-- Welch's test does not assume the two variants scatter alike (a diverging norm scatters
-  more than a stable one), and it is exact for normally distributed log losses at any
-  n >= 2 per side; a bootstrap at the usual 3 to 5 seeds per side would understate the
-  interval.
+- the two variants may scatter differently (a diverging norm scatters more than a stable
+  one), so the standard error is Welch's, `sqrt(var_a / n_a + var_b / n_b)`, not a pooled
+  one;
+- its degrees of freedom are the conservative `min(n_a, n_b) - 1` (Hsu 1938; Scheffé 1970),
+  not Welch-Satterthwaite's estimate. For normally distributed log losses this keeps the
+  promise at any n >= 2 per side and any ratio of the two spreads: the 95% interval covers
+  the true difference at least 95% of the time, and p < 0.05 happens at most 5% of the
+  time without a difference (Mickey & Brown 1966). Welch's estimated degrees of freedom do
+  not: with 2 runs against 5, the 2 being the noisier side, its 95% interval covers about
+  90% and p < 0.05 happens about 10% of the time. `tests/test_effects.py` checks both rates
+  by a seeded Monte Carlo at the sample sizes sweeps produce.
+- the price is width where runs are few: at 2 runs a side the interval is up to 2.95 times
+  as wide as Welch's (t quantile 12.71 against 4.30 when both spread alike), at 3 a side
+  1.55 times, at 5 a side 1.20 times, at 10 a side 1.08 times. A bootstrap at 3 to 5 seeds a
+  side would understate the interval instead.
 With one run on a side, or runs that all gave the same loss, there is no spread to judge
 by: the estimate comes without interval or p-value, and says why.
 """
@@ -21,7 +32,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
-METHOD = "Welch's t test on log losses"
+import numpy as np
+
+METHOD = "Welch's t on log losses, df = min(n) - 1"
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,23 @@ class Effect:
     no_interval: str = ""  # why there is none (then low, high and p are None)
 
 
+def log_difference_test(log_a: np.ndarray, log_b: np.ndarray, level: float = 0.95):
+    """The difference of means of `log_a` and `log_b` along their last axis, with its
+    interval and two-sided p-value (the module's docstring): arrays (low, high, p) of the
+    leading shape. Vectorised so that the Monte Carlo of the tests runs this very code over
+    many draws at once; scipy's `ttest_ind` has no conservative degrees of freedom."""
+    from scipy import stats  # a slow import, which a report without pairs of seeds skips
+
+    n_a, n_b = log_a.shape[-1], log_b.shape[-1]
+    difference = log_a.mean(-1) - log_b.mean(-1)
+    se = np.sqrt(log_a.var(-1, ddof=1) / n_a + log_b.var(-1, ddof=1) / n_b)
+    df = min(n_a, n_b) - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.t.sf(np.abs(difference / se), df)
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return difference - half, difference + half, p
+
+
 def relative_effect(a: list[float], b: list[float], level: float = 0.95) -> Effect:
     """The relative difference of a's losses to b's (see the module's docstring)."""
     values = [*a, *b]
@@ -47,18 +77,13 @@ def relative_effect(a: list[float], b: list[float], level: float = 0.95) -> Effe
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"losses must be positive and finite to compare, got {values}")
     log_a, log_b = [math.log(v) for v in a], [math.log(v) for v in b]
-    difference = statistics.fmean(log_a) - statistics.fmean(log_b)
-    estimate = math.expm1(difference)
+    estimate = math.expm1(statistics.fmean(log_a) - statistics.fmean(log_b))
     if len(a) < 2 or len(b) < 2:
         return Effect(len(a), len(b), estimate, no_interval="one run on a side")
     if statistics.variance(log_a) == statistics.variance(log_b) == 0:
         return Effect(len(a), len(b), estimate, no_interval="every run of each gave one loss")
-    from scipy import stats  # a slow import, which a report without pairs of seeds skips
-
-    test = stats.ttest_ind(log_a, log_b, equal_var=False)
-    low, high = test.confidence_interval(level)
-    return Effect(len(a), len(b), estimate, math.expm1(low), math.expm1(high),
-                  float(test.pvalue))
+    low, high, p = log_difference_test(np.array(log_a), np.array(log_b), level)
+    return Effect(len(a), len(b), estimate, math.expm1(low), math.expm1(high), float(p))
 
 
 def finding(name_a: str, name_b: str, context: str, metric: str, effect: Effect) -> str:

@@ -107,8 +107,12 @@ def wgan_gp_points(real: torch.Tensor, fake: torch.Tensor, uniform: Uniform) -> 
 
 
 def dragan_points(real: torch.Tensor, fake: torch.Tensor, uniform: Uniform) -> torch.Tensor:
-    """Kodali et al.: each real image perturbed by uniform noise in +-std/2, where std is the
-    pixels' std over the batch (each packed copy's own batch)."""
+    """DRAGAN's points (Kodali et al. 2017) in compare_gan's form (Kurach et al. 2019): each
+    real image perturbed by symmetric uniform noise in +-std/2, where std is the pixels' std
+    over the batch (each packed copy's own batch), then clipped to the image range [0, 1].
+    Kodali et al.'s own code, and PyTorch-StudioGAN after it, perturb one way only
+    (x + std/2 * U(0, 1), unclipped); gansweep follows compare_gan, the study whose loss x
+    penalty x norm grid its own repeats."""
     std = real.flatten(-4).std(-1).view(*real.shape[:-4], 1, 1, 1, 1)
     noise = uniform(*real.shape[-4:]) - 0.5
     return (real + std * noise).clamp(0, 1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -41,7 +42,7 @@ from gansweep.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
 from gansweep.runs import result_settings
 from gansweep.stability import COLUMNS as STABILITY
-from gansweep.stability import run_stability, variant_stability
+from gansweep.stability import run_stability, up_to_divergence, variant_stability
 
 COMPARED = ("norm", "arch", "dataset")
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
@@ -56,7 +57,7 @@ def read_run(run_dir: Path) -> dict:
     # a sweep's run that raised has failed.json (gansweep/__main__.py)
     run = records.read_summary(run_dir) or records.read_failure(run_dir) \
         or {"status": "unfinished", **records.identity(config)}
-    series = records.recon_series(run_dir)
+    series = up_to_divergence(records.recon_series(run_dir))
     saved = run_dir / ".hydra" / "hydra.yaml"  # runs that `train(cfg)` made directly have none
     hydra = OmegaConf.load(saved).hydra if saved.exists() else None
     return _with_iters_done({**run, "dir": str(run_dir), "series": series,
@@ -121,7 +122,8 @@ def collect_wandb(project: str) -> list[dict]:
         runs.append(_with_iters_done({
             **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
             "status": run.summary.get("status") or f"unfinished ({run.state})",
-            "series": [(int(h["trainer/iter"]), h["recon/running"]) for h in history],
+            "series": up_to_divergence([(int(h["trainer/iter"]), h["recon/running"])
+                                        for h in history]),
             "settings": run.config.get("settings") or {}, "config": run.config, "dir": None,
             "wandb_group": run.group}))
     return runs
@@ -201,8 +203,10 @@ def variants(runs: list[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]
 
 
 def _results(runs: list[dict], key: str) -> list[float]:
-    """The runs' values of a result column (`key` of COLUMNS), where they have one."""
-    return [r[key] for r in runs if r.get(key) is not None]
+    """The runs' values of a result column (`key` of COLUMNS), where they have a finite one
+    (JSON may hold NaN, which no mean, spread or comparison can take)."""
+    return [r[key] for r in runs if isinstance(r.get(key), (int, float))
+            and math.isfinite(r[key])]
 
 
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:

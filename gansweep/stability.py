@@ -8,6 +8,7 @@ the table's losses do: finished and diverged ones (a diverged run up to its dive
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -20,6 +21,15 @@ class RunStability:
     best: float
     rise: float  # last / best - 1
     worst_rise: float  # highest after the best / best - 1
+
+
+def up_to_divergence(series: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The (iteration, loss) rows before the first non-finite loss: a run's running test
+    gives NaN or inf once its G has diverged, and what follows is no longer a loss."""
+    for at, (_, loss) in enumerate(series):
+        if not math.isfinite(loss):
+            return series[:at]
+    return series
 
 
 def run_stability(series: list[tuple[int, float]]) -> RunStability | None:

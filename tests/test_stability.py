@@ -7,7 +7,7 @@ import pytest
 
 from gansweep import records
 from gansweep.report import main
-from gansweep.stability import run_stability, variant_stability
+from gansweep.stability import run_stability, up_to_divergence, variant_stability
 
 
 def test_a_runs_rise_is_measured_from_its_first_lowest_test():
@@ -65,3 +65,33 @@ def test_the_table_reads_each_runs_rise_from_its_recon_csv(tmp_path):
     assert by_name["worst rise"] == "+100.0%" and by_name["diverged"] == "0/2"
     assert by_name["rise after best"] == variant_stability(
         [run("finished", records.recon_series(copy / f"wn-{s}")) for s in (0, 1)]).cells()[0]
+
+
+def test_a_diverged_runs_series_is_read_up_to_its_divergence():
+    series = [(0, 1.0), (10, 0.5), (20, 0.6), (30, float("nan")), (40, 0.1)]
+    assert up_to_divergence(series) == series[:3]
+    assert up_to_divergence([(0, float("inf"))]) == []
+    assert up_to_divergence(series[:3]) == series[:3]
+
+
+def test_a_sweep_whose_running_test_turned_non_finite_still_gets_its_table(tmp_path):
+    """A run whose G diverged writes its last running test as NaN or inf (callbacks.py);
+    the report reads its series up to there and prints every column."""
+    from conftest import compose_config
+
+    from gansweep.job import train
+
+    for seed in (0, 1):
+        train(compose_config(tmp_path, f"seed={seed}", "train.iters=6",
+                             f"run_dir={tmp_path}/sweep/wn-{seed}"))
+    series = [records.recon_series(tmp_path / "sweep" / f"wn-{s}") for s in (0, 1)]
+    rise = variant_stability([run("finished", s) for s in series]).cells()[0]
+    for bad in ("nan", "inf", "-inf"):
+        sweep = tmp_path / bad
+        shutil.copytree(tmp_path / "sweep", sweep)
+        with open(sweep / "wn-1" / records.RECON_CSV, "a") as f:
+            f.write(f"9,{bad}\n")
+        md = main([str(sweep)])
+        row = next(line for line in md.splitlines() if line.startswith("| wn |"))
+        assert "nan" not in row.lower() and "inf" not in row.lower()
+        assert [c.strip() for c in row.split("|")[1:-1]][4] == rise

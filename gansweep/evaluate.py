@@ -3,12 +3,15 @@
 Loads a checkpoint's G, reconstructs the run's own held-out images (its `split.json`) with
 the paper's protocol, prints the error and writes `eval/<name>.json` and `eval/<name>.png`
 (targets on odd rows, their reconstructions below them). Training's final test uses the
-same functions.
+same functions. A checkpoint of other networks than the run's is refused; one of the same
+networks from elsewhere (another seed's, a copy) is named for where it came from
+(`evaluation_name`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from torchvision.utils import save_image
 from gansweep import records
 from gansweep.cli import non_negative_int, positive_float, positive_int, run_command
 from gansweep.errors import GansweepError, build
-from gansweep.gan import GAN
+from gansweep.gan import GAN, differing_networks
 from gansweep.recon import Reconstruction, ReconSettings, reconstruct
 
 
@@ -62,6 +65,33 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
+def check_same_networks(checkpoint: Path, run_dir: Path, cfg: DictConfig) -> None:
+    """The run's held-out images and records are only for a G of the run's own networks."""
+    saved = records.read_checkpoint(checkpoint)["hyper_parameters"]
+    differs = differing_networks(saved, OmegaConf.to_container(cfg.model, resolve=True))
+    if differs:
+        raise GansweepError(
+            f"{checkpoint} holds a model with {differs[0]}, but the run {run_dir} trained "
+            f"{differs[1]}: evaluate a checkpoint with its own run (python -m "
+            f"gansweep.evaluate <its run directory> --checkpoint ...)")
+
+
+def evaluation_name(run_dir: Path, checkpoint: Path, n_images: int, steps: int) -> str:
+    """`<checkpoint>-n<N>-s<steps>`: the checkpoint by its place in the run (`best`,
+    `restarts-0-best` for an attempt given up), or one from outside the run by its own run's
+    name and a digest of its path, so that it never takes the name of the run's own."""
+    path = checkpoint.resolve()
+    try:
+        within = path.relative_to(Path(run_dir).resolve()).with_suffix("")
+        label = "-".join(p for p in within.parts if p != "checkpoints")
+    except ValueError:
+        owner = path.parent.parent.name if path.parent.name == "checkpoints" else \
+            path.parent.name
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        label = f"other-{owner}-{path.stem}-{digest}"
+    return f"{label}-n{n_images}-s{steps}"
+
+
 def kernels_like_training(cfg: DictConfig) -> None:
     """The run's `trainer.deterministic` (`cfg`: its config.yaml), so that on a GPU a
     re-evaluation repeats the run's final test bit for bit (as Lightning sets it for
@@ -78,11 +108,12 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
     cfg = records.read_config(run_dir)
+    check_same_networks(path, run_dir, cfg)
     kernels_like_training(cfg)
     generator, iteration = load_generator(path)
     images = heldout_images(run_dir, cfg, n_images)
     rec = reconstruct(generator, images, settings, progress)
-    name = f"{path.stem}-n{len(images)}-s{settings.steps}"
+    name = evaluation_name(run_dir, path, len(images), settings.steps)
     result = {**records.identity(cfg), "checkpoint": str(path), "iteration": iteration,
               "n_images": len(images), "steps": settings.steps, "lr": settings.lr,
               "recon_mse": rec.mean}

@@ -51,6 +51,27 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+def networks_built(hyper_parameters: dict) -> dict:
+    """What G and D are built from (`GAN`'s hyperparameters): their configs, the norm and
+    the image shape (not arch.lr or other keys of the arch group, which do not change the
+    networks)."""
+    arch = hyper_parameters.get("arch") or {}
+    return {"arch": {net: arch.get(net) for net in ("generator", "discriminator")},
+            **{k: hyper_parameters.get(k) for k in ("norm", "image_size", "channels")}}
+
+
+def differing_networks(saved: dict, wanted: dict) -> tuple[str, str] | None:
+    """Where two GANs' hyperparameters build other networks: (the saved ones', the wanted
+    ones') values of the keys that differ, e.g. ("norm='wn'", "norm='bn'"); None if the
+    networks are the same."""
+    saved, wanted = networks_built(saved), networks_built(wanted)
+    differs = [k for k in wanted if saved[k] != wanted[k]]
+    if not differs:
+        return None
+    return tuple(", ".join(f"{k}={values.get(k)!r}" for k in differs)
+                 for values in (saved, wanted))
+
+
 class GAN(L.LightningModule):
     def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
                  optimizer: dict, seed: int = 0, n_samples: int = 64,

@@ -31,7 +31,7 @@ from gansweep import capacity, console, lock, records, restarts, signals
 from gansweep.callbacks import IterationProgressBar, RunModule, RunTrainer, atomic_save_checkpoint
 from gansweep.errors import GansweepError, build
 from gansweep.packed import EachSeed, SeedCheckpointIO, packed_gan_factory, packed_resume_point
-from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, check_same_data,
+from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, check_same_settings,
                           finish, resume_iteration, run_callbacks, run_config,
                           write_hydra_record)
 from gansweep.runs import seed_run_dirs
@@ -85,11 +85,13 @@ def unfinished_groups(cfg: DictConfig, dirs: dict[int, Path]) -> list[tuple[int,
     todo = []
     for seed, run_dir in dirs.items():
         restarts.complete_archive(run_dir)  # a kill may have stopped one half-way
-        check_same_data(run_dir, cfg)
+        attempt = restarts.attempt_seed(seed, restarts.attempts_archived(run_dir))
+        check_same_settings(run_dir, run_config(cfg, attempt, run_dir))
         done = records.read_result(run_dir)
         if done is None:
             todo.append(seed)
         elif rank_zero_only.rank == 0:
+            records.clear_failure(run_dir)  # a sweep's refusal of other settings, now moot
             which = f"seed {seed}: " if packed_job(cfg) else ""
             print(f"gansweep: {which}run already {done['status']} at iteration "
                   f"{done['iters_done']}, skipped; outputs in {run_dir}")

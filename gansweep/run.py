@@ -8,19 +8,20 @@ run is made and ends the same way, so its files do not depend on how it was trai
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gansweep import records, restarts
 from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
                                 RunTrainer, SampleGrids)
 from gansweep.evaluate import load_generator, save_comparison
-from gansweep.gan import LOSS_COLUMNS
+from gansweep.gan import LOSS_COLUMNS, differing_networks
 from gansweep.recon import ReconSettings, reconstruct
-from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs
+from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
 from gansweep.tracking import log_images
 from gansweep.validate import ConfigError
 
@@ -71,48 +72,98 @@ def run_callbacks(cfg: DictConfig, run_dir: Path) -> RunCallbacks:
 
 # --- Before a resume ------------------------------------------------------------------------
 
-def networks_built(hyper_parameters: dict) -> dict:
-    """What G and D are built from: their configs, the norm and the image shape (not
-    arch.lr or other keys of the arch group, which do not change the networks)."""
-    arch = hyper_parameters.get("arch") or {}
-    return {"arch": {net: arch.get(net) for net in ("generator", "discriminator")},
-            **{k: hyper_parameters.get(k) for k in ("norm", "image_size", "channels")}}
-
-
 def check_resumable(checkpoint: Path, model_cfg: DictConfig) -> None:
     """A run directory's checkpoint must be of the networks this config builds; otherwise
     say so, instead of a state_dict size mismatch from deep inside torch."""
     # mmap: only the small hyperparameters are read here; fit() loads the weights later
     saved = records.read_checkpoint(checkpoint)["hyper_parameters"]
-    saved, wanted = networks_built(saved), networks_built(
-        OmegaConf.to_container(model_cfg, resolve=True))
-    differs = [k for k in wanted if saved[k] != wanted[k]]
+    differs = differing_networks(saved, OmegaConf.to_container(model_cfg, resolve=True))
     if differs:
-        def describe(values: dict) -> str:
-            return ", ".join(f"{k}={values.get(k)!r}" for k in differs)
-
         raise ConfigError(
-            f"{checkpoint} holds a model with {describe(saved)}, but this config builds "
-            f"{describe(wanted)}; that run directory belongs to other settings: run with the "
+            f"{checkpoint} holds a model with {differs[0]}, but this config builds "
+            f"{differs[1]}; that run directory belongs to other settings: run with the "
             f"original ones, or give this run a directory of its own (run_dir=...)")
 
 
-def check_same_data(run_dir: Path, cfg: DictConfig) -> None:
-    """A run directory's runs are of one data set. Its name leaves dataset.root out (a data
-    set moved elsewhere is the same data), so runs of two folders (dataset=folder) would
-    share one directory, and the second would resume or skip the first's run. A run that
-    left nothing to resume or skip (it failed before its first checkpoint) is no one's."""
+# Where a run's files go, not what they hold: never part of what a run directory was started
+# with (a moved output or data tree is the same run).
+LOCATIONS = ("run_dir", "paths", "data.split_path")
+_ABSENT = object()
+_REFERENCE = re.compile(r"\$\{[\w.]+\}")  # `${train.lr}`: another setting's value
+
+
+def chosen_settings(node: DictConfig, prefix: str = "") -> dict[str, object]:
+    """{dotted key: resolved value} of the settings under `node`. A plain reference to
+    another setting (`model.norm: ${norm.name}`) is left out: that setting is compared
+    itself. A resolver's value (dataset=folder's name, made from its root) is kept."""
+    chosen, raw = {}, OmegaConf.to_container(node, resolve=False)
+    for key in node:
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key) or (
+                isinstance(raw[key], str) and _REFERENCE.fullmatch(raw[key])):
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig):
+            chosen.update(chosen_settings(value, f"{path}."))
+        else:
+            chosen[path] = OmegaConf.to_container(value, resolve=True) \
+                if isinstance(value, ListConfig) else value
+    return chosen
+
+
+def changed_settings(saved: DictConfig, run_cfg: DictConfig, ended: bool) -> list[str]:
+    """The result-changing settings whose value in `run_cfg` differs from the run's saved
+    config, as `key=saved` pairs. Keys the saved config lacks (a run older than the
+    setting) are not judged. train.iters may change for a run that has not ended: its
+    batches and codes are functions of the iteration alone, so going on to another last
+    iteration gives what that train.iters would have given from the start."""
+    unchanging = [*unchanging_keys(), *LOCATIONS, *(() if ended else ("train.iters",))]
+    changed = []
+    for key, value in chosen_settings(run_cfg).items():
+        if any(key == k or key.startswith(f"{k}.") for k in unchanging):
+            continue
+        before = OmegaConf.select(saved, key, default=_ABSENT)
+        if isinstance(before, (DictConfig, ListConfig)):
+            before = OmegaConf.to_container(before, resolve=True)
+        if before is not _ABSENT and before != value:
+            changed.append(key)
+    return changed
+
+
+def check_same_settings(run_dir: Path, run_cfg: DictConfig) -> None:
+    """A run directory holds one run. A command that would resume it, or skip it as ended,
+    with result-changing settings other than those it was started with is refused before
+    anything is written, in one line naming each setting and both values; so is a
+    train.iters below the iteration its last checkpoint reached. Otherwise its config.yaml
+    would say one thing and its rows another. A run that left nothing to resume or skip
+    (it failed before its first checkpoint) is no one's. `run_cfg`: the run's own config
+    (`run_config`, with the seed of its current attempt)."""
     run_dir = Path(run_dir)
-    kept = [run_dir / records.SUMMARY, run_dir / "checkpoints" / "last.ckpt"]
-    if not (run_dir / records.CONFIG).exists() or not any(p.exists() for p in kept):
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ended = (run_dir / records.SUMMARY).exists()
+    if not (run_dir / records.CONFIG).exists() or not (ended or last.exists()):
         return
-    saved = OmegaConf.select(records.read_config(run_dir), "dataset.name")
-    if saved is not None and saved != cfg.dataset.name:
+    saved = records.read_config(run_dir)
+    changed = changed_settings(saved, run_cfg, ended)
+    if changed:
+        values = OmegaConf.to_container(saved, resolve=True)
+
+        def listed(config) -> str:
+            return ", ".join(f"{k}={OmegaConf.select(config, k)}" for k in changed)
+
+        hint = (" (the run directory's name leaves dataset.root out, so give the runs of each "
+                "folder a name of their own: dataset.name=...)"
+                if "dataset.name" in changed else "")
         raise ConfigError(
-            f"{run_dir} holds a run on data set {saved!r}, not {cfg.dataset.name!r}: the run "
-            f"directory's name leaves dataset.root out, so give the runs of each folder a "
-            f"name of their own (dataset.name=...; it goes into the run's name), or use "
-            f"another paths.output_dir")
+            f"{run_dir} holds a run started with {listed(OmegaConf.create(values))}, but "
+            f"this command gives {listed(run_cfg)}: run it with the settings it was started "
+            f"with, or give this run a directory of its own (hydra.run.dir=...){hint}")
+    at = resume_iteration(run_dir) if not ended and last.exists() else 0
+    if at > run_cfg.train.iters:
+        raise ConfigError(
+            f"{last} is at iteration {at}, beyond train.iters={run_cfg.train.iters}: resume "
+            f"it with train.iters={at} or more, or give this run a directory of its own "
+            f"(hydra.run.dir=...)")
 
 
 def check_checkpoints(run_dir: Path, model_cfg: DictConfig) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from importlib import resources
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -68,6 +69,18 @@ def result_settings(hydra: DictConfig) -> dict[str, str]:
         if key.lstrip("+") not in excluded:
             settings[key.lstrip("+")] = value
     return settings
+
+
+def unchanging_keys() -> list[str]:
+    """The settings that never change a run's results, so they stay out of its directory's
+    name: Hydra's `override_dirname.exclude_keys`, as the running app has them, else (train(cfg)
+    called directly) as conf/config.yaml ships them."""
+    try:
+        rule = HydraConfig.get().job.config.override_dirname
+    except ValueError:
+        shipped = OmegaConf.load(resources.files("gansweep.conf") / "config.yaml")
+        rule = shipped.hydra.job.config.override_dirname
+    return list(rule.exclude_keys)
 
 
 def seed_overrides(task: list[str], seed: int) -> list[str]:

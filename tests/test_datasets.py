@@ -281,6 +281,7 @@ def test_runs_of_two_folders_in_one_run_directory_are_refused(make_cfg, tmp_path
         train(missing)  # a run that failed before training leaves nothing to protect
     train(make_cfg(*settings, f"dataset.root={first}"))
     from gansweep.validate import ConfigError
-    with pytest.raises(ConfigError, match="holds a run on data set 'folder-cats', not "
-                                          "'folder-dogs'.*dataset.name="):
+    with pytest.raises(ConfigError, match="holds a run started with dataset.name=folder-cats, "
+                                          "but this command gives dataset.name=folder-dogs"
+                                          ".*a name of their own: dataset.name=..."):
         train(make_cfg(*settings, f"dataset.root={second}"))

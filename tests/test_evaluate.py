@@ -66,3 +66,25 @@ def test_reevaluation_uses_the_runs_deterministic_setting(run):
     finally:
         config.write_text(text)
         torch.use_deterministic_algorithms(before)
+
+
+def test_a_checkpoint_of_another_run_never_overwrites_the_runs_own_evaluation(run, tmp_path):
+    """Another norm's checkpoint is refused; the same networks' from another run (another
+    seed) are evaluated on this run's images under a name that says where they came from."""
+    from conftest import compose_config
+
+    bn = train_run(compose_config(tmp_path, "norm=bn", f"run_dir={tmp_path}/bn"))
+    other_seed = train_run(compose_config(tmp_path, "seed=1", f"run_dir={tmp_path}/seed1"))
+    own = main([str(run), "--n-images", "8", "--steps", "1"])
+    before = {p.name: p.read_bytes() for p in (run / "eval").iterdir()}
+    with pytest.raises(GansweepError, match=r"best.ckpt holds a model with norm='bn', but the "
+                                            r"run .* trained norm='wn': evaluate a checkpoint "
+                                            r"with its own run"):
+        main([str(run), "--checkpoint", str(bn / "checkpoints" / "best.ckpt")])
+    foreign = main([str(run), "--checkpoint", str(other_seed / "checkpoints" / "best.ckpt"),
+                    "--n-images", "8", "--steps", "1"])
+    written = {p.name for p in (run / "eval").iterdir()} - set(before)
+    assert len(written) == 2 and all(n.startswith("other-seed1-best-") for n in written)
+    assert {p.name: p.read_bytes() for p in (run / "eval").iterdir() if p.name in before} \
+        == before
+    assert foreign["recon_mse"] != own["recon_mse"]

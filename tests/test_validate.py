@@ -65,19 +65,65 @@ def test_bad_multi_process_settings_fail_before_training(make_cfg, tmp_path, ove
     assert not (tmp_path / "run").exists()
 
 
+def files_of(run_dir):
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
 def test_resuming_with_another_architecture_or_norm_is_a_clear_error(make_cfg, tmp_path):
     from conftest import CrashAt
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(make_cfg(), callbacks=[CrashAt(4)])  # leaves checkpoints/last.ckpt at 3
-    config = (tmp_path / "run" / "config.yaml").read_text()
-    for override, names in [("norm=bn", "norm='wn', but this config builds norm='bn'"),
-                            ("arch.generator.width=16", "'width': 16")]:
-        with pytest.raises(ConfigError, match="holds a model with") as error:
+    before = files_of(tmp_path / "run")
+    for override, names in [("norm=bn", "started with norm.name=wn, but this command gives "
+                                        "norm.name=bn"),
+                            ("arch.generator.width=16", "arch.generator.width=8, but this "
+                                                        "command gives arch.generator.width=16")]:
+        with pytest.raises(ConfigError, match="holds a run started with") as error:
             train(make_cfg(override))
-        assert names in str(error.value)
-    assert (tmp_path / "run" / "config.yaml").read_text() == config  # the old run untouched
+        assert names in str(error.value) and "\n" not in str(error.value)
+    assert files_of(tmp_path / "run") == before  # the old run untouched
     assert "finished" in train_run(make_cfg()).joinpath("summary.json").read_text()
+
+
+def test_a_run_is_never_resumed_or_skipped_under_other_result_changing_settings(make_cfg,
+                                                                               tmp_path):
+    """Resumed with another learning rate, a run's rows would be the old rate's (the
+    checkpoint's optimiser state wins) and its config.yaml the new one's: refused before
+    anything is written, naming each setting and both values; the same for a finished
+    run, and for a checkpoint beyond train.iters."""
+    from conftest import CrashAt
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_cfg(), callbacks=[CrashAt(5)])  # last.ckpt at 3 of 6
+    run = tmp_path / "run"
+    before = files_of(run)
+    lr = make_cfg().train.lr  # the digits DCGAN's
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg("train.lr=1e-3", "penalty=wgan_gp"))
+    assert str(error.value) == (
+        f"{run} holds a run started with train.lr={lr}, penalty.name=none, but this command "
+        f"gives train.lr=0.001, penalty.name=wgan_gp: run it with the settings it was started "
+        f"with, or give this run a directory of its own (hydra.run.dir=...)")
+    with pytest.raises(ConfigError, match=f"{run}/checkpoints/last.ckpt is at iteration 3, "
+                                          f"beyond train.iters=2: resume it with "
+                                          f"train.iters=3 or more"):
+        train(make_cfg("train.iters=2"))
+    assert files_of(run) == before
+    # what never changes results may change; so may an unfinished run's last iteration
+    train(make_cfg("train.log_every=2", "trainer.enable_progress_bar=true",
+                   "train.iters=9"))
+    straight = train_run(make_cfg("train.iters=9", f"run_dir={tmp_path}/straight"))
+    for name in ("train.csv", "recon.csv"):
+        assert (run / name).read_text() == (straight / name).read_text()
+    finished = files_of(run)
+    with pytest.raises(ConfigError, match=f"train.lr={lr}, but this command gives "
+                                          f"train.lr=0.0002"):
+        train(make_cfg("train.lr=2e-4", "train.iters=9"))
+    with pytest.raises(ConfigError, match="train.iters=9, but this command gives "
+                                          "train.iters=12"):
+        train(make_cfg("train.iters=12"))  # a finished run's last iteration is a result
+    assert files_of(run) == finished
 
 
 @pytest.mark.parametrize("devices, processes", [("1", 1), ("2", 2), ("[0,1,2]", 3), ("auto", 1)])

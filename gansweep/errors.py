@@ -3,6 +3,7 @@ command line prints them without a traceback."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -10,7 +11,30 @@ from hydra.utils import instantiate
 
 
 class GansweepError(Exception):
-    """A problem with the user's data, configuration or files; the message is the help."""
+    """A problem with the user's data, configuration or files; the message is the help.
+
+    Raised in a DataLoader worker (an image that cannot be decoded), it comes back to the
+    main process through torch's `ExceptionWrapper.reraise`, which builds it anew from a
+    message that wraps the worker's whole traceback around the help; the help alone is
+    kept, so the user still reads one line naming the file."""
+
+    def __init__(self, message: object = "", *args):
+        super().__init__(_help_from_worker(str(message)) if isinstance(message, str)
+                         else message, *args)
+
+
+# torch's wrapping: "Caught BadImage in DataLoader worker process 0.\nOriginal Traceback
+# (most recent call last):\n ...\ngansweep.data.sets.BadImage: <the help>"
+_FROM_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_LAST_LINE = re.compile(r"[\w.]+: (.*)")
+
+
+def _help_from_worker(message: str) -> str:
+    if not _FROM_WORKER.match(message):
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    found = _LAST_LINE.fullmatch(last)
+    return found.group(1) if found else last
 
 
 class DamagedFile(GansweepError):

@@ -1,5 +1,6 @@
 """The real data sets through torchvision's real loaders, on fixtures in their real formats."""
 
+import numpy as np
 import pytest
 import torch
 from torchvision import datasets
@@ -285,3 +286,37 @@ def test_runs_of_two_folders_in_one_run_directory_are_refused(make_cfg, tmp_path
                                           "but this command gives dataset.name=folder-dogs"
                                           ".*a name of their own: dataset.name=..."):
         train(make_cfg(*settings, f"dataset.root={second}"))
+
+
+def test_a_16_bit_image_is_read_by_its_range_not_as_white(tmp_path):
+    """A 16-bit grayscale PNG opens in PIL's mode I;16, whose convert("RGB") clips at 255:
+    every pixel would read as white. Its values are scaled by 255 / 65535 instead."""
+    from PIL import Image
+
+    root = tmp_path / "deep"
+    root.mkdir()
+    values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(values).save(root / "gradient.png")
+    assert Image.open(root / "gradient.png").mode == "I;16"
+    image = sets.folder(str(root), image_size=64)[0][0]
+    expected = torch.from_numpy(values / 65535).float()
+    assert image.shape == (3, 64, 64)
+    assert (image - expected).abs().max() <= 0.5 / 255 + 1e-6
+    assert image.min() == 0 and image.max() > 0.99
+
+
+def test_an_image_that_fails_in_a_loader_worker_is_one_line_naming_the_file(
+        monkeypatch, capsys, tmp_path):
+    """Decoded in a DataLoader worker (the cache's build, default 4 workers), a damaged
+    image reached the user as the worker's whole traceback; now as the line it raised."""
+    from conftest import TINY, run_gansweep
+
+    root = write_folder(tmp_path / "mine", n=12)
+    damaged = sorted(p for p in root.rglob("*") if p.suffix.lower() in sets.IMAGE_SUFFIXES)[7]
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    said = run_gansweep(monkeypatch, capsys, tmp_path, *TINY, "dataset=folder",
+                        f"dataset.root={root}", "dataset.num_workers=2", "dataset.holdout=4",
+                        "recon.n_images=2", "final.n_images=4", code=1)
+    lines = [line for line in said.splitlines() if "[ERROR]" in line]
+    assert len(lines) == 1 and f"gansweep: cannot read image {damaged}" in lines[0]
+    assert "Traceback" not in said and "worker process" not in said

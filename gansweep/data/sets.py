@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets, transforms
@@ -65,12 +66,32 @@ def paper_transform(image_size: int, crop: int | None = None, channels: int = 3)
     return transforms.Compose(steps)
 
 
+# PIL's modes for pixels wider than 8 bits (a 16-bit grayscale PNG opens as "I;16"). PIL's
+# own convert("RGB") clips their values at 255, which reads a 16-bit image as all white;
+# these are scaled by the range of 16 bits instead. 16-bit colour PNGs PIL itself opens as
+# 8-bit "RGB", correctly scaled.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def eight_bit(image: Image.Image, path: str) -> Image.Image:
+    """`image` with 8-bit pixels: a 16-bit one scaled by 255 / 65535, others as they are."""
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    pixels = np.asarray(image, dtype=np.int64)
+    if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 65535:
+        raise BadImage(f"image {path} has pixel values from {pixels.min()} to {pixels.max()} "
+                       f"(PIL mode {image.mode}), outside the 16-bit range 0..65535 gansweep "
+                       f"reads: save it as 8 or 16 bits per channel")
+    return Image.fromarray(np.round(pixels * (255 / 65535)).astype(np.uint8), mode="L")
+
+
 def checked_loader(path: str) -> Image.Image:
-    """torchvision's image loading, with the file named when it cannot be decoded."""
+    """torchvision's image loading, with the file named when it cannot be decoded, and
+    16-bit images read by their range (`eight_bit`)."""
     try:
         with open(path, "rb") as f:
             image = Image.open(f)
-            return image.convert("RGB")
+            return eight_bit(image, path).convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise BadImage(f"cannot read image {path}: {error}. Replace or delete the file; "
                        f"deleting changes the data set, so its split must be remade") from error

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import MISSING, fields, is_dataclass
 from difflib import get_close_matches
 from importlib.resources import files
@@ -165,6 +166,8 @@ def _check_value(key: str, value, kind, declared) -> None:
         raise ConfigError(f"{key}=null: must be {_KIND_NAMES.get(kind, 'set')}")
     if kind in _KIND_NAMES and not _is_a(value, kind):
         raise ConfigError(f"{key}={value!r}: must be {_KIND_NAMES[kind]}")
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes `value <= 0`
+        raise ConfigError(f"{key}={value!r}: must be a finite number")
     if declared.get("range") == "positive" and value <= 0:
         raise ConfigError(f"{key}={value!r}: must be a positive number")
     if declared.get("range") == "non_negative" and value < 0:

@@ -21,7 +21,8 @@ QUICK = ["train.iters=1", "recon.every=1", "recon.n_images=4", "recon.steps=2",
          "final.n_images=4", "final.steps=2", "trainer.enable_progress_bar=false",
          "wandb.mode=disabled", "train.ckpt_every=1", "train.sample_every=1"]
 HOLDOUT = 300  # the shipped digits' held-out set
-NOT_A_NUMBER = st.sampled_from(["abc", "null", "[1,2]"])
+# not numbers, or numbers no setting can take (Hydra reads nan and inf as floats)
+NOT_A_NUMBER = st.sampled_from(["abc", "null", "[1,2]", "nan", "inf", "-inf"])
 
 # key -> (strategy of valid values, strategy of invalid ones)
 NUMBERS = {
@@ -33,6 +34,7 @@ NUMBERS = {
     "final.n_images": (st.integers(1, 6), st.sampled_from([0, HOLDOUT + 5]) | NOT_A_NUMBER),
     "seed": (st.integers(0, 2**31), st.sampled_from([-1, 0.5]) | NOT_A_NUMBER),
     "train.max_restarts": (st.integers(0, 3), st.sampled_from([-1]) | NOT_A_NUMBER),
+    "recon.lr": (st.sampled_from([0.01, 0.1]), st.sampled_from([0, -0.01]) | NOT_A_NUMBER),
 }
 IMAGE_SIZES = [4, 7, 8, 10, 12, 16, 24, 0, -8]
 
@@ -69,7 +71,8 @@ ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", "file", "key", "loss
 LOSSES, PENALTIES = choices("loss"), choices("penalty")
 BAD_PENALTIES = [["penalty=gp"], ["penalty=dragan", "penalty.weight=0"],
                  ["+penalty.weight=3"], ["penalty=wgan_gp", "penalty.weight=-1"],
-                 ["penalty=wgan_gp", "penalty.weight=null"]]
+                 ["penalty=wgan_gp", "penalty.weight=null"], ["penalty=dragan", "penalty.weight=nan"],
+                 ["penalty=wgan_gp", "penalty.weight=inf"]]
 
 
 @st.composite
@@ -126,6 +129,8 @@ counter = itertools.count()
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @example((["norm=bn", "arch=resnet", *TINY_NETS["resnet"], "dataset.image_size=4",
            "train.batch_size=1"], None, False))  # BN on 1x1 maps of one image (found once)
+@example((["norm=wn", "arch=dcgan", *TINY_NETS["dcgan"], "penalty=dragan", "penalty.weight=nan"],
+          None, False))  # NaN passed the positive-number check and trained (found once)
 @given(command_lines())
 def test_valid_overrides_train_and_invalid_ones_fail_with_one_clear_message(
         tmp_path, capsys, monkeypatch, case):

@@ -210,3 +210,18 @@ def test_a_key_the_code_reads_may_be_added(make_cfg):
 
     # a Trainer parameter the shipped config does not set, and RMSprop's momentum
     validate(make_cfg("+trainer.gradient_clip_val=1.0", "+train.optimizer.momentum=0.5"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.lr=nan"], "train.lr=nan: must be a finite number"),
+    (["recon.lr=inf"], "recon.lr=inf: must be a finite number"),
+    (["final.lr=-inf"], "final.lr=-inf: must be a finite number"),
+    (["penalty=wgan_gp", "penalty.weight=nan"], "penalty.weight=nan: must be a finite number"),
+])
+def test_nan_and_inf_are_refused_where_a_number_is_checked(make_cfg, tmp_path, overrides,
+                                                          message):
+    """NaN passes `value <= 0`: a NaN penalty weight trained and "diverged" with exit 0."""
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg(*overrides))
+    assert str(error.value) == message
+    assert not (tmp_path / "run").exists()

@@ -28,6 +28,7 @@ import math
 import statistics
 import sys
 from collections import defaultdict
+from difflib import get_close_matches
 from pathlib import Path
 
 import yaml
@@ -207,6 +208,35 @@ def _results(runs: list[dict], key: str) -> list[float]:
     (JSON may hold NaN, which no mean, spread or comparison can take)."""
     return [r[key] for r in runs if isinstance(r.get(key), (int, float))
             and math.isfinite(r[key])]
+
+
+def known_settings(runs: list[dict]) -> set[str]:
+    """Every setting some run has a value of: the compared keys, its command line's, and
+    each dotted key of its config (W&B's runs log theirs flat)."""
+    def dotted(node, prefix=""):
+        for key, value in node.items():
+            yield f"{prefix}{key}"
+            if isinstance(value, dict):
+                yield from dotted(value, f"{prefix}{key}.")
+
+    known = set(COMPARED)
+    for run in runs:
+        config = run.get("config") or {}
+        if isinstance(config, DictConfig):
+            config = OmegaConf.to_container(config)
+        known |= set(run.get("settings", {})) | set(dotted(config))
+    return known
+
+
+def check_compared(runs: list[dict], compare: str) -> None:
+    """`--compare` must name a setting the runs have: a typo would otherwise leave every
+    pair of variants uncompared, silently."""
+    known = known_settings(runs)
+    if compare not in known:
+        near = get_close_matches(compare, sorted(known), n=3, cutoff=0.8)
+        raise GansweepError(f"--compare {compare}: no run has that setting"
+                            + (f"; did you mean {' or '.join(near)}?" if near else
+                               "; give one of the runs' settings, e.g. norm or train.lr"))
 
 
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
@@ -416,6 +446,8 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
             writer = csv.DictWriter(f, fieldnames=list(found[0]))
             writer.writeheader()
             writer.writerows(found)
+    else:  # a report made again in place: an earlier one's comparisons are not this one's
+        (out_dir / "comparisons.csv").unlink(missing_ok=True)
     plot([r for r in runs if r["status"] != UNREADABLE], out_dir / "recon.png")
     return md
 
@@ -463,6 +495,7 @@ def main(argv=None) -> str:
     if args.dry_run and not args.wandb_report:
         parser.error("--dry-run goes with --wandb-report ENTITY/PROJECT")
     runs = collect_runs(args.sweep_dir, args.wandb)  # once, for the report and W&B's
+    check_compared(runs, args.compare)
     md = report(args.sweep_dir, args.out, args.wandb, args.compare, runs)
     print(md)
     if args.wandb_report:

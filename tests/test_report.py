@@ -76,6 +76,23 @@ def test_variants_that_differ_in_the_norm_are_compared_with_an_interval(sweep, t
     assert "vs" not in main([str(sweep), "--out", str(tmp_path / "lr"), "--compare", "train.lr"])
 
 
+def test_a_compared_setting_no_run_has_is_one_line_and_a_re_report_keeps_no_stale_file(
+        sweep, tmp_path, monkeypatch, capsys):
+    """A typo in --compare silently dropped every comparison; a report made again in place
+    without comparisons left the earlier comparisons.csv beside its table."""
+    from conftest import run_module
+
+    code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
+                            str(tmp_path), "--compare", "trian.lr")
+    assert code == 1 and said.strip() == ("gansweep: --compare trian.lr: no run has that "
+                                          "setting; did you mean train.lr?")
+    assert not (tmp_path / "table.md").exists()
+    main([str(sweep), "--out", str(tmp_path)])
+    assert (tmp_path / "comparisons.csv").exists()
+    main([str(sweep), "--out", str(tmp_path), "--compare", "train.lr"])  # no pairs to compare
+    assert not (tmp_path / "comparisons.csv").exists()
+
+
 def test_a_single_run_per_variant_shows_plain_values_and_varying_keys(make_cfg, tmp_path):
     for arch in ("dcgan", "resnet"):
         train(make_cfg(f"arch={arch}", f"run_dir={tmp_path}/runs/{arch}"))

@@ -5,6 +5,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -12,6 +13,16 @@ import gansweep.runs  # noqa: F401  (registers the run-directory resolvers the c
 from gansweep.errors import GansweepError
 
 log = logging.getLogger("gansweep")
+
+
+def register_study_sweeper() -> None:
+    """gansweep's Optuna sweeper (conf/experiment/lr_study.yaml): Hydra finds plugins by
+    scanning its `hydra_plugins` namespace, which misses one installed in editable mode."""
+    try:
+        from hydra_plugins.gansweep_study import Study
+    except ImportError:  # the optuna extra is not installed: no study to run
+        return
+    Plugins.instance().register(Study)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="config")
@@ -62,4 +73,5 @@ def record_failure(cfg: DictConfig, error: Exception) -> None:
 
 
 if __name__ == "__main__":
+    register_study_sweeper()
     main()

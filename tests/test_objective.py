@@ -84,3 +84,22 @@ def test_an_optuna_learning_rate_study_runs_end_to_end(tmp_path, monkeypatch, ca
     assert again.count("run already finished") == len(summaries)
     assert math.isclose(yaml.safe_load((sweep / "optimization_results.yaml").read_text())
                         ["best_value"], best)
+
+
+@pytest.mark.slow
+def test_a_study_in_which_no_trial_completes_ends_in_one_line_after_its_table(
+        tmp_path, monkeypatch, capsys):
+    """Optuna raises ValueError for the best trial of a study without a completed one: the
+    command ended in its traceback and no table."""
+    import optuna
+
+    # Optuna's console handler holds the stderr of the first test that imported Optuna,
+    # which pytest has closed since (a user's process has one stderr): without it, Optuna's
+    # lines go to the root logger's handlers, which Hydra sets up for each command
+    optuna.logging.disable_default_handler()
+    out = run_gansweep(monkeypatch, capsys, tmp_path, "-m", "+experiment=lr_study",
+                       "hydra.sweeper.n_trials=2", "dataset.image_size=7", *TINY, code=1)
+    assert "Traceback" not in out and "| norm |" in out
+    assert "gansweep: no trial of the study 'lr-wn-dcgan-digits' completed" in out
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert len(list(sweep.rglob(records.FAILED))) == 2

@@ -69,13 +69,14 @@ def damaged(path: Path, cause: str, intact: str = "", without: str | None = None
 
 
 def build(node, **kwargs):
-    """`hydra.utils.instantiate`, but a `GansweepError` raised inside comes out as itself
-    rather than wrapped in Hydra's InstantiationException."""
+    """`hydra.utils.instantiate`, but a `GansweepError` or an `OSError` (a path that cannot be
+    written or read: the split, the decoded-image cache) raised inside comes out as itself,
+    rather than wrapped in Hydra's InstantiationException, whose message drops the path."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
         cause = error.__cause__
-        while cause is not None and not isinstance(cause, GansweepError):
+        while cause is not None and not isinstance(cause, (GansweepError, OSError)):
             cause = cause.__cause__
         if cause is None:
             raise

@@ -56,6 +56,28 @@ def test_a_disk_full_in_a_sweep_fails_that_run_and_the_others_go_on(tmp_path, mo
     assert list(tmp_path.glob("sweeps/*/*norm=wn,*/summary.json"))
 
 
+@pytest.mark.parametrize("setting, made", [("paths.split_dir", "splits"),
+                                           ("paths.cache_dir", "cache/decoded")])
+def test_a_path_hydra_instantiates_the_data_with_that_cannot_be_made_is_one_line(
+        tmp_path, monkeypatch, capsys, setting, made):
+    """The split and the decoded-image cache are made while Hydra instantiates the data;
+    Hydra's InstantiationException wrapped the OSError and its message dropped the path."""
+    from gansweep.data.fakes import write_folder
+
+    (tmp_path / "a_file").write_text("")
+    root = write_folder(tmp_path / "images", n=12)
+    target = "splits" if setting == "paths.split_dir" else "cache"
+    code, said = run_module(monkeypatch, capsys, "gansweep", *QUICK,
+                            f"paths.output_dir={tmp_path}", "dataset=folder",
+                            f"dataset.root={root}", "dataset.holdout=4", "recon.n_images=2",
+                            "final.n_images=4", f"{setting}={tmp_path}/a_file/{target}")
+    assert code == 1 and "Traceback" not in said and "full_key" not in said
+    errors = [line for line in said.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"gansweep: {tmp_path}/a_file/{made}: Not a directory; a file stands where a directory "
+        f"should: check the path")
+
+
 @pytest.mark.slow
 def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("")

@@ -9,6 +9,7 @@ from gansweep.data.digits import Digits
 from gansweep.data.module import GANData
 from gansweep.data.sampler import IterationBatchSampler
 from gansweep.data.split import SplitMismatch, load_or_make_split, make_split
+from gansweep.errors import GansweepError
 
 
 def test_digits_are_3_channel_images_in_unit_range():
@@ -72,13 +73,27 @@ def test_ddp_ranks_split_each_global_batch_between_them():
              for r in range(2)]
     assert all(len(b) == 4 for b in ranks[0] + ranks[1])
     assert [a + b for a, b in zip(*ranks)] == full
-    with pytest.raises(ValueError, match="divisible by the number of DDP processes"):
+    with pytest.raises(GansweepError, match="divisible by the number of DDP processes"):
         IterationBatchSampler(100, 9, total=30, seed=1, world_size=2)
 
 
 def test_batch_larger_than_training_set_is_a_clear_error():
-    with pytest.raises(ValueError, match="train.batch_size"):
+    with pytest.raises(GansweepError, match="train.batch_size=32 is larger than the training "
+                                            "set .10 images.*lower train.batch_size"):
         IterationBatchSampler(10, 32, total=5, seed=0)
+
+
+def test_a_training_set_smaller_than_the_batch_is_one_line_from_the_command(
+        tmp_path, monkeypatch, capsys):
+    from conftest import TINY, run_gansweep
+    from gansweep.data.fakes import write_folder
+
+    root = write_folder(tmp_path / "few", n=8)
+    said = run_gansweep(monkeypatch, capsys, tmp_path, *TINY, "dataset=folder",
+                        f"dataset.root={root}", "dataset.holdout=4", "recon.n_images=2",
+                        "final.n_images=4", code=1)
+    assert "Traceback" not in said
+    assert "gansweep: train.batch_size=32 is larger than the training set (4 images" in said
 
 
 def test_datamodule_serves_training_batches_and_heldout_images(tmp_path):

@@ -16,6 +16,8 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import Sampler
 
+from gansweep.errors import GansweepError
+
 
 class IterationBatchSampler(Sampler[list[int]]):
     """Yields the index batches of iterations [start(), total).
@@ -27,11 +29,12 @@ class IterationBatchSampler(Sampler[list[int]]):
     def __init__(self, size: int, batch_size: int, total: int, seed: int,
                  start: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1):
         if batch_size > size:
-            raise ValueError(
-                f"train.batch_size={batch_size} is larger than the training set ({size} images)"
-            )
+            raise GansweepError(
+                f"train.batch_size={batch_size} is larger than the training set ({size} images "
+                f"after the held-out ones): lower train.batch_size, or add images (a smaller "
+                f"dataset.holdout makes a new split, not comparable with the old one)")
         if batch_size % world_size:
-            raise ValueError(f"train.batch_size={batch_size} is the global batch and must be "
+            raise GansweepError(f"train.batch_size={batch_size} is the global batch and must be "
                              f"divisible by the number of DDP processes ({world_size})")
         self.size, self.batch_size, self.total, self.seed = size, batch_size, total, seed
         self.start = start

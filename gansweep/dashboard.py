@@ -7,12 +7,11 @@ sweep's W&B runs (those of its group, as gansweep.tracking names it), grouped by
 setting: the running reconstruction error against the GAN iteration (a mean line and a
 min-max band per value), the sample grids, and the runs table with each run's best iteration,
 running and final loss. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
-writes its spec as JSON instead, with no account and no network.
+writes instead, with no account and no network, the JSON that saving would send (`viewspec`).
+Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves as they are.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from gansweep.errors import GansweepError
 
@@ -64,19 +63,26 @@ def build(runs: list[dict], entity: str, project: str, compare: str, text: str, 
         blocks=[wr.MarkdownBlock(text=text), wr.PanelGrid(runsets=[runset], panels=panels)])
 
 
-def spec(thing):
-    """The report as plain data: each block, panel and runset with its type and the fields
-    set on it (the server's own form needs the project's id from the server)."""
-    if dataclasses.is_dataclass(thing) and not isinstance(thing, type):
-        fields = {f.name: spec(getattr(thing, f.name)) for f in dataclasses.fields(thing)
-                  if not f.name.startswith("_")}
-        return {"type": type(thing).__name__,
-                **{k: v for k, v in fields.items() if v not in (None, [], {}, "")}}
-    if isinstance(thing, (list, tuple)):
-        return [spec(t) for t in thing]
-    if isinstance(thing, dict):
-        return {k: spec(v) for k, v in thing.items()}
-    return thing
+# What the dry-run's viewspec holds where W&B's server would give the project's internal id
+UNKNOWN_PROJECT_ID = "unknown until saved"
+
+
+def viewspec(report) -> dict:
+    """The report in the form `Report.save()` sends to W&B (its ReportViewspec, made by
+    wandb-workspaces' own models), with the one value only the server knows, the project's
+    internal id, as UNKNOWN_PROJECT_ID. wandb-workspaces has no public way to make that
+    form without a server: `_to_model` is where save() makes it."""
+    from wandb_workspaces.reports.v2 import interface
+
+    asked = (interface.execute_graphql, interface._get_api)
+    interface.execute_graphql = lambda api, query, variables: {
+        "project": {"internalId": UNKNOWN_PROJECT_ID}}  # the project id look-up, only
+    interface._get_api = lambda: None
+    try:
+        model = report._to_model()
+    finally:
+        interface.execute_graphql, interface._get_api = asked
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def save(report) -> str:

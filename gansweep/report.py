@@ -41,7 +41,7 @@ from gansweep.effects import METHOD, finding, relative_effect
 from gansweep.errors import GansweepError, first_line
 from gansweep.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.restarts import ARCHIVE
-from gansweep.runs import result_settings
+from gansweep.runs import result_settings, wandb_group
 from gansweep.stability import COLUMNS as STABILITY
 from gansweep.stability import run_stability, up_to_divergence, variant_stability
 
@@ -69,13 +69,13 @@ def read_run(run_dir: Path) -> dict:
 
 def recorded_group(run_dir: Path, config, hydra: DictConfig | None) -> str:
     """The W&B group gansweep.tracking gave a run: `wandb.group`, else its sweep directory's
-    name, else (a single run) its own name."""
+    name, else (a single run) its own name, as `runs.wandb_group` spells it for W&B."""
     group = OmegaConf.select(config, "wandb.group") if OmegaConf.is_config(config) else None
     if group:
-        return str(group)
+        return wandb_group(str(group))
     if hydra is not None and hydra.mode == "MULTIRUN":  # a job's directory is one level
-        return Path(hydra.runtime.output_dir).parent.name  # below its sweep's
-    return Path(run_dir).name
+        return wandb_group(Path(hydra.runtime.output_dir).parent.name)  # below its sweep's
+    return wandb_group(Path(run_dir).name)
 
 
 def _with_iters_done(run: dict) -> dict:
@@ -419,8 +419,8 @@ def to_wandb_report(runs: list[dict], sweep_dir: Path | None, wandb_project: str
     if not dry_run:
         return f"W&B Report saved: {dashboard.save(built)}"
     path = Path(out_dir or sweep_dir) / "wandb_report.json"
-    path.write_text(json.dumps(dashboard.spec(built), indent=1) + "\n")
-    return f"W&B Report not saved (--dry-run); its spec: {path}"
+    path.write_text(json.dumps(dashboard.viewspec(built), indent=1) + "\n")
+    return f"W&B Report not saved (--dry-run); its spec, as W&B would save it: {path}"
 
 
 def report(sweep_dir: Path | None, out_dir: Path | None = None,

@@ -57,6 +57,18 @@ def _as_seed_sweep(override: str) -> str:
     return "seed=" + value.strip("[]").replace(" ", "")
 
 
+# W&B's Report filters (wandb-workspaces' expr_to_filters) rewrite every '=' into '==', '<' into
+# '<=' and '>' into '>=', inside a quoted group name too: a group spelled with them could
+# never be selected in a Report. Run and sweep directories keep their names.
+_WANDB_SAFE = str.maketrans({"=": ":", "<": "(", ">": ")"})
+
+
+def wandb_group(name: str) -> str:
+    """The W&B group of runs named `name` (a sweep's directory name, or the run's own, or
+    `wandb.group`): the name with `=` as `:` (`norm:vanilla,bn,wn`), `<` and `>` as brackets."""
+    return name.translate(_WANDB_SAFE)
+
+
 def result_settings(hydra: DictConfig) -> dict[str, str]:
     """{key: value} of the overrides a run's results depend on, from its Hydra config (the
     live `HydraConfig.get()` or the `hydra` node of the saved `.hydra/hydra.yaml`): its task

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
-from gansweep.runs import result_settings
+from gansweep.runs import result_settings, wandb_group
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -88,7 +88,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
     logger = WandbLogger(
         project=settings.project, entity=settings.entity, save_dir=str(run_dir),
         offline=mode == "offline", id=run_id(run_dir), resume="allow",
-        name=run_dir.name, group=settings.group or sweep_group(run_dir),
+        name=run_dir.name, group=wandb_group(settings.group or sweep_group(run_dir)),
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
         config={**flat_config(cfg), "settings": command_line_settings()
                 if settings_changed is None else settings_changed},

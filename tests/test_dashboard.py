@@ -1,6 +1,7 @@
 """`python -m gansweep.report ... --wandb-report ENTITY/PROJECT`: a W&B Report built from a
 real sweep's offline runs (gansweep/dashboard.py), checked against what W&B wrote on disk.
-Saving to a W&B server cannot be tested here: --dry-run writes the spec instead."""
+Saving to a W&B server cannot be tested here: --dry-run writes what saving would send, which
+the tests read back through wandb-workspaces' own models and filter parser."""
 
 import json
 import subprocess
@@ -26,56 +27,70 @@ def sweep(tmp_path_factory):
 
 
 def build(monkeypatch, capsys, sweep, out, *args):
+    """The dry run's viewspec, read back as W&B would read the saved report."""
+    from wandb_workspaces.reports.v2 import interface, internal
+
     code, said = run_module(monkeypatch, capsys, "gansweep.report", str(sweep), "--out",
                             str(out), "--wandb-report", "my-team/gansweep", "--dry-run", *args)
     assert code == 0, said
-    assert f"its spec: {out / 'wandb_report.json'}" in said
-    return json.loads((out / "wandb_report.json").read_text())
+    assert f"as W&B would save it: {out / 'wandb_report.json'}" in said
+    saved = json.loads((out / "wandb_report.json").read_text())
+    return saved, interface.Report._from_model(internal.ReportViewspec.model_validate(saved))
 
 
-def blocks(spec, kind):
-    return [b for b in spec["blocks"] if b["type"] == kind]
+def of_type(report, kind):
+    return [b for b in report.blocks if type(b).__name__ == kind]
 
 
 def test_the_report_shows_the_sweeps_runs_grouped_by_norm(sweep, tmp_path, monkeypatch,
                                                           capsys):
-    spec = build(monkeypatch, capsys, sweep, tmp_path)
+    from wandb_workspaces import expr
+
+    saved, report = build(monkeypatch, capsys, sweep, tmp_path)
     wandb_runs = offline_runs(sweep)
     assert len(wandb_runs) == 4
-    assert (spec["type"], spec["entity"], spec["project"]) == ("Report", "my-team", "gansweep")
+    assert (report.entity, report.project) == ("my-team", "gansweep")
     # the table and comparisons, as the report printed them
-    (text,) = blocks(spec, "MarkdownBlock")
-    assert text["text"] == (tmp_path / "table.md").read_text() and "wn vs vanilla" in text["text"]
-    (grid,) = blocks(spec, "PanelGrid")
-    (runset,) = grid["runsets"]
-    # the runs of this sweep: its W&B group, as the offline runs recorded it
+    (text,) = of_type(report, "MarkdownBlock")
+    assert text.text == (tmp_path / "table.md").read_text() and "wn vs vanilla" in text.text
+    (grid,) = of_type(report, "PanelGrid")
+    (runset,) = grid.runsets
+    # the runs of this sweep: its W&B group, as the offline runs recorded it (a name with
+    # '=' in it, which W&B's filter grammar would have turned into '==')
     (group,) = {wb.run.run_group for wb in wandb_runs}
-    assert runset["filters"] == f"Group = '{group}'"
-    assert (runset["entity"], runset["project"]) == ("my-team", "gansweep")
+    assert "=" not in group and group == sweep.name.replace("=", ":")
+    (saved_grid,) = [b for b in saved["spec"]["blocks"] if b["type"] == "panel-grid"]
+    (saved_runset,) = saved_grid["metadata"]["runSets"]
+    (selected,) = saved_runset["filters"]["filters"]
+    assert (selected["key"], selected["op"], selected["value"]) == (
+        {"section": "run", "name": "group"}, "=", group)
+    assert expr.expr_to_filters(runset.filters).value == group
+    assert saved_runset["project"] == {"name": "gansweep", "entityName": "my-team",
+                                       "id": "unknown until saved"}
     # grouped by a config key the runs have, with each value the runs logged
-    assert runset["groupby"] == ["config.norm.value"]
+    assert runset.groupby == ["config.norm.value"]
     assert {wb.config["norm"] for wb in wandb_runs} == {"vanilla", "wn"}
     # the runs table: each run's results, keys the runs' summaries hold
-    summary_keys = [c.split(":", 1)[1] for c in runset["pinned_columns"]
+    summary_keys = [c.split(":", 1)[1] for c in runset.pinned_columns
                     if c.startswith("summary:")]
     assert summary_keys == ["best_iter", "running_loss", "final_loss", "status"]
     assert all(k in wb.summary for wb in wandb_runs for k in summary_keys)
-    line = next(p for p in grid["panels"] if p["type"] == "LinePlot")
-    assert (line["x"], line["y"]) == ("trainer/iter", ["recon/running"])
-    assert line["groupby"] == {"type": "Config", "name": "norm.value"}
-    assert (line["groupby_aggfunc"], line["groupby_rangefunc"]) == ("mean", "minmax")
+    line = next(p for p in grid.panels if type(p).__name__ == "LinePlot")
+    assert (line.x.name, [y.name for y in line.y]) == ("trainer/iter", ["recon/running"])
+    assert line.groupby.name == "norm"
+    assert (line.groupby_aggfunc, line.groupby_rangefunc) == ("mean", "minmax")
     assert all(wb.series("recon/running") for wb in wandb_runs)  # the x and y it plots
-    media = next(p for p in grid["panels"] if p["type"] == "MediaBrowser")
-    assert media["media_keys"] == ["samples"]
+    media = next(p for p in grid.panels if type(p).__name__ == "MediaBrowser")
+    assert media.media_keys == ["samples"]
     assert all(any("samples/_type" in row for row in wb.history) for wb in wandb_runs)
 
 
 def test_another_compared_setting_groups_by_its_flat_config_key(sweep, tmp_path,
                                                                 monkeypatch, capsys):
-    spec = build(monkeypatch, capsys, sweep, tmp_path, "--compare", "train.lr")
-    (grid,) = blocks(spec, "PanelGrid")
-    assert grid["runsets"][0]["groupby"] == ["config.train.lr.value"]
-    assert "config:train.lr.value" in grid["runsets"][0]["pinned_columns"]
+    _, report = build(monkeypatch, capsys, sweep, tmp_path, "--compare", "train.lr")
+    (grid,) = of_type(report, "PanelGrid")
+    assert grid.runsets[0].groupby == ["config.train.lr.value"]
+    assert "config:train.lr.value" in grid.runsets[0].pinned_columns
     assert all("train.lr" in wb.config for wb in offline_runs(sweep))
 
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-import gansweep.runs  # noqa: F401  (resolvers the root config uses)
 from conftest import run_gansweep
+from gansweep.runs import wandb_group  # the module registers the root config's resolvers
 
 GRID = {"norm": ["vanilla", "bn", "wn"], "arch": ["dcgan", "resnet"],
         "dataset": ["celeba", "lsun_bedroom", "cifar10"]}
@@ -120,4 +120,4 @@ def test_a_few_landscape_points_run_end_to_end_split_by_loss_and_penalty(tmp_pat
     assert len(runs) == 8
     assert {(r.config["loss"], r.config["penalty"]) for r in runs} == {
         (loss, penalty) for loss in ("hinge", "wasserstein") for penalty in ("none", "dragan")}
-    assert {r.run.run_group for r in runs} == {sweep.name}
+    assert {r.run.run_group for r in runs} == {wandb_group(sweep.name)}

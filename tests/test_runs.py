@@ -1,6 +1,8 @@
 """Run and sweep directory names: deterministic, bounded, free of path separators."""
 
-from gansweep.runs import MAX_NAME, run_name, sweep_name
+import pytest
+
+from gansweep.runs import MAX_NAME, run_name, sweep_name, wandb_group
 
 
 def test_run_name_is_the_override_dirname_or_default():
@@ -19,3 +21,15 @@ def test_long_names_are_bounded_and_stay_distinct():
     a = run_name(",".join(f"key{i}=value" for i in range(60)))
     b = run_name(",".join(f"key{i}=value" for i in range(61)))
     assert len(a) <= MAX_NAME and len(b) <= MAX_NAME and a != b
+
+
+@pytest.mark.parametrize("sweep", ["norm=vanilla,bn,wn+train.iters=600", "seed=0,1",
+                                   "dataset.image_size=choice(7,32)+x=a<b>c"])
+def test_a_w_and_b_group_survives_the_filter_grammar_of_w_and_b_reports(sweep):
+    """wandb-workspaces' filter parser turns '=' into '==' (and '<', '>' into '<=', '>=')
+    inside quoted values too: a group spelled with them would select no run in a Report."""
+    from wandb_workspaces import expr
+
+    group = wandb_group(sweep)
+    assert expr.expr_to_filters(f"Group = {group!r}").value == group
+    assert group == sweep.replace("=", ":").replace("<", "(").replace(">", ")")

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import TINY, CrashAt, run_gansweep, train_run
 from gansweep.job import train
+from gansweep.runs import wandb_group
 from wandb_files import OfflineRun, offline_runs
 
 
@@ -32,7 +33,7 @@ def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
     assert wb.config["norm"] == "bn" and wb.config["arch"] == "dcgan"
     assert wb.config["dataset"] == "digits" and wb.config["seed"] == 4
     assert wb.config["train.lr"] == pytest.approx(5e-4) and "recon.steps" in wb.config
-    assert wb.run.run_group == run.name and wb.run.job_type == "bn"
+    assert wb.run.run_group == wandb_group(run.name) and wb.run.job_type == "bn"
     assert set(wb.run.tags) == {"dcgan", "digits", "bn"}
     summary = json.loads((run / "summary.json").read_text())
     for key in ("best_iter", "running_loss", "final_loss", "status"):
@@ -72,7 +73,7 @@ def test_a_multirun_makes_one_wandb_run_per_job_grouped_by_sweep(tmp_path, monke
     runs = {p.parent.parent.parent.name: OfflineRun(p)
             for p in sweep.rglob("offline-run-*/run-*.wandb")}
     assert len(runs) == 2  # one W&B run per job, never merged
-    assert {wb.run.run_group for wb in runs.values()} == {sweep.name}
+    assert {wb.run.run_group for wb in runs.values()} == {wandb_group(sweep.name)}
     assert {wb.config["norm"] for wb in runs.values()} == {"vanilla", "wn"}
     assert len({wb.run.run_id for wb in runs.values()}) == 2
     # the overrides that change results, for the report built from W&B (not wandb.mode)

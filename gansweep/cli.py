@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from gansweep.errors import GansweepError
+
+MIN_FREE = 1024 * 1024  # bytes a command needs free where its output goes, to start at all
 
 # what to do about a file-system error, by its errno
 _FIX = {
@@ -89,5 +92,11 @@ class WritableOutputs(Callback):
     def _make(directory: str) -> None:
         try:
             Path(directory).mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(directory).free
         except OSError as error:
             sys.exit(f"gansweep: cannot make the output directory: {describe_os_error(error)}")
+        # Hydra writes its .hydra/ record next, where a full disk ends in its traceback; the
+        # run's own files then need far more (a checkpoint alone is megabytes)
+        if free < MIN_FREE:
+            sys.exit(f"gansweep: {directory}: only {free // 1024} KiB free on its disk, less "
+                     f"than a run's first files need; {_FIX[errno.ENOSPC]}")

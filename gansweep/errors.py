@@ -3,8 +3,10 @@ command line prints them without a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
+from typing import Iterator
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -66,6 +68,18 @@ def damaged(path: Path, cause: str, intact: str = "", without: str | None = None
     without = _WITHOUT.get(path.name, "") if without is None else without
     return DamagedFile(f"{path} cannot be read ({cause}); move it away"
                        + f" ({without})" * bool(without) + f" or restore it{intact}")
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised while writing `path` that names no file gets `path`: a full disk
+    shows on a buffered write's flush or close, whose error carries no file name."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def build(node, **kwargs):

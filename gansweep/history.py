@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from gansweep.errors import damaged, first_line
+from gansweep.errors import damaged, first_line, naming
 
 
 class IterationCsv:
@@ -28,7 +28,7 @@ class IterationCsv:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = [r for r in self.read() if int(r["iter"]) <= resumed_at]
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with naming(tmp), open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(rows)
@@ -37,13 +37,16 @@ class IterationCsv:
         self._writer = csv.writer(self._file)
 
     def write(self, iteration: int, values: dict) -> None:
-        self._writer.writerow([iteration, *(f"{float(values[c]):.8g}" for c in self.columns[1:])])
-        self._file.flush()
+        with naming(self.path):
+            self._writer.writerow([iteration,
+                                   *(f"{float(values[c]):.8g}" for c in self.columns[1:])])
+            self._file.flush()
 
     def write_rows(self, rows: list[tuple[int, list[float]]]) -> None:
         """(iteration, values in column order) rows at once, then flushed to the file."""
-        self._writer.writerows([i, *(f"{v:.8g}" for v in values)] for i, values in rows)
-        self._file.flush()
+        with naming(self.path):
+            self._writer.writerows([i, *(f"{v:.8g}" for v in values)] for i, values in rows)
+            self._file.flush()
 
     def read(self) -> list[dict[str, str]]:
         """The well-formed rows of the file (none if it does not exist): a row torn by a
@@ -64,8 +67,9 @@ class IterationCsv:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with naming(self.path):
+                file.close()  # flushes what is left: a full disk shows here too
 
 
 FAILED = "failed.json"  # a sweep's run that raised (train.write_failure), for the table
@@ -75,5 +79,6 @@ def write_json(path: str | Path, content: dict) -> None:
     """Through a temporary file and a rename: a kill leaves the old file or the new one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2))
+    with naming(tmp):
+        tmp.write_text(json.dumps(content, indent=2))
     os.replace(tmp, path)

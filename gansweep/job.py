@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep import capacity, console, lock, records, restarts, signals
 from gansweep.callbacks import IterationProgressBar, RunModule, RunTrainer, atomic_save_checkpoint
-from gansweep.errors import GansweepError, build
+from gansweep.errors import GansweepError, build, naming
 from gansweep.packed import EachSeed, SeedCheckpointIO, packed_gan_factory, packed_resume_point
 from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, check_same_settings,
                           finish, resume_iteration, run_callbacks, run_config,
@@ -152,7 +152,8 @@ def prepare_runs(cfg: DictConfig, dirs: dict[int, Path], attempt: int) -> dict[i
         one = run_config(cfg, restarts.attempt_seed(seed, attempt), run_dir)
         check_checkpoints(run_dir, one.model)
         run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(one, run_dir / "config.yaml", resolve=True)
+        with naming(run_dir / "config.yaml"):
+            OmegaConf.save(one, run_dir / "config.yaml", resolve=True)
         if packed_job(cfg):  # Hydra wrote the job's record, not its seeds'
             write_hydra_record(Path(cfg.run_dir), run_dir, seed)
         records.clear_failure(run_dir)  # an earlier failure, fixed since

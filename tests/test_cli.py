@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,63 @@ def test_other_entry_points_end_bad_values_in_one_line(tmp_path, monkeypatch, ca
     assert code != 0 and "Traceback" not in said
     last = said.strip().splitlines()[-1]  # argparse's usage may come before it
     assert ": error: argument" in last or last.startswith("gansweep: "), said
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of a few KiB (tmpfs, mounted as root, as CI runs), so that a
+    write fails as on a full disk: the error is the kernel's, not a stand-in."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                               str(where)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (root only): {done.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:  # lazily: a log file the command left open keeps it busy
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+def test_a_full_disk_names_the_file_whose_write_failed(small_disk):
+    """A buffered write's ENOSPC carries no file name: each writer names its file."""
+    from gansweep.data.split import Split, save_split
+    from gansweep.history import IterationCsv, write_json
+
+    disk = small_disk("64k")
+    (disk / "filler").write_bytes(b"x" * 60 * 1024)
+    big = {"x": "y" * 20_000}
+    with pytest.raises(OSError) as error:
+        write_json(disk / "summary.json", big)
+    assert error.value.errno == errno.ENOSPC
+    assert error.value.filename == str(disk / "summary.json.tmp")
+    with pytest.raises(OSError) as error:
+        save_split(Split("d", "f", seed=0, holdout=1, permutation=list(range(5000))),
+                   disk / "split.json")
+    assert error.value.filename.startswith(str(disk / ".split.json."))
+    (disk / "filler").unlink()
+    csv = IterationCsv(disk / "train.csv", ["loss"])
+    csv.open(resumed_at=0)
+    (disk / "filler").write_bytes(b"x" * (60 * 1024 - 4096))
+    with pytest.raises(OSError) as error:
+        for i in range(2_000):
+            csv.write(i, {"loss": 0.5})
+    assert error.value.filename == str(disk / "train.csv")
+    (disk / "filler").unlink()  # room for what is still buffered
+    csv.close()
+
+
+def test_a_disk_too_full_for_hydras_own_record_is_one_line(small_disk, monkeypatch, capsys):
+    """Hydra writes .hydra/ before gansweep's code runs; on a full disk it ended in
+    Hydra's traceback."""
+    disk = small_disk("16k")
+    code, said = run_module(monkeypatch, capsys, "gansweep", *QUICK,
+                            f"paths.output_dir={disk}")
+    assert code == 1 and "Traceback" not in said
+    assert said.strip().splitlines()[-1].startswith(
+        f"gansweep: {disk}/runs/") and "KiB free on its disk" in said

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gansweep.errors import SPLIT_REMADE, GansweepError, damaged, first_line
+from gansweep.errors import SPLIT_REMADE, GansweepError, damaged, first_line, naming
 
 
 @dataclass(frozen=True)
@@ -81,5 +81,6 @@ def save_split(split: Split, path: Path) -> None:
     """Write atomically: a run killed mid-write must not leave half a split behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(split)))
+    with naming(tmp):
+        tmp.write_text(json.dumps(asdict(split)))
     os.replace(tmp, path)

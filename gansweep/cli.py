@@ -51,7 +51,7 @@ def run_command(main: Callable, argv=None):
         sys.exit(f"gansweep: {describe_os_error(error)}")
 
 
-def _at_least(kind: type, low, strict: bool, what: str):
+def at_least(kind: type, low, strict: bool, what: str):
     """An argparse type: a `kind` >= `low` (> with `strict`), described as `what`."""
     def parse(text: str):
         try:
@@ -64,9 +64,9 @@ def _at_least(kind: type, low, strict: bool, what: str):
     return parse
 
 
-positive_int = _at_least(int, 0, True, "a whole number > 0")
-non_negative_int = _at_least(int, 0, False, "a whole number >= 0")
-positive_float = _at_least(float, 0.0, True, "a number > 0")
+positive_int = at_least(int, 0, True, "a whole number > 0")
+non_negative_int = at_least(int, 0, False, "a whole number >= 0")
+positive_float = at_least(float, 0.0, True, "a number > 0")
 
 
 class WritableOutputs(Callback):

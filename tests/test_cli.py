@@ -98,6 +98,11 @@ def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path):
     ["gansweep.benchmark", "train", "--norms", "bogus"],
     ["gansweep.benchmark", "recon", "--repeat", "0"],
     ["gansweep.report", "NOWHERE"],
+    ["gansweep.benchmark", "data", "--datasets", "bogus"],
+    ["gansweep.benchmark", "data", "--images", "20"],
+    ["gansweep.benchmark", "recon", "--image-size", "7"],
+    ["gansweep.benchmark", "train", "--compile", "fast"],
+    ["gansweep.benchmark", "train", "--overrides", "train.lr=nan"],
 ])
 def test_other_entry_points_end_bad_values_in_one_line(tmp_path, monkeypatch, capsys, command):
     command = [str(tmp_path) if c == "RUN" else str(tmp_path / "nowhere") if c == "NOWHERE"

@@ -21,17 +21,21 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from gansweep.benchmark.common import device_name, root_config, training_iteration_time
-from gansweep.cli import positive_float, positive_int
+from gansweep.cli import at_least, positive_float
 from gansweep.data import fakes
 from gansweep.errors import build
 from gansweep.recon import PAPER_BATCH
+
+
+HOLDOUT = 100  # each fake's held-out images; the rest must hold a training batch
+DATASETS = ["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"]  # those with a fake
 
 
 def run(args) -> list[dict]:
     writers = {"celeba": lambda r: fakes.write_celeba(r, n=args.images),
                "lsun_bedroom": lambda r: fakes.write_lsun_bedroom(r, n=args.images),
                "cifar10": lambda r: fakes.write_cifar10(r, per_batch=args.images // 6),
-               "mnist": lambda r: fakes.write_mnist(r, args.images - 100, 100)}
+               "mnist": lambda r: fakes.write_mnist(r, args.images - HOLDOUT, HOLDOUT)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
@@ -43,7 +47,7 @@ def run(args) -> list[dict]:
             train_rate = None
             for cache in ([False, True] if base.dataset.cache else [False]):
                 cfg = root_config(
-                    f"dataset={name}", *where, "dataset.holdout=100", f"dataset.cache={cache}",
+                    f"dataset={name}", *where, f"dataset.holdout={HOLDOUT}", f"dataset.cache={cache}",
                     f"paths.output_dir={tmp}", f"run_dir={tmp}/run", "train.iters=1000000")
                 with checks:
                     data = build(cfg.data)
@@ -74,10 +78,11 @@ def _images_per_second(loader, seconds: float) -> float:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--datasets", nargs="+",
-                        default=["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"])
-    parser.add_argument("--images", type=positive_int, default=612,
-                        help="images in each fake data set")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    fewest = HOLDOUT + PAPER_BATCH
+    parser.add_argument("--images", type=at_least(int, fewest, False, f"a whole number >= "
+                                                  f"{fewest} ({HOLDOUT} held out and a batch)"),
+                        default=612, help="images in each fake data set")
     parser.add_argument("--seconds", type=positive_float, default=3.0, help="loading time per row")
 
 

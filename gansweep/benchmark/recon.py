@@ -24,6 +24,7 @@ from gansweep.cli import non_negative_int, positive_int
 from gansweep.gan import GAN
 from gansweep.norms import VARIANTS
 from gansweep.recon import PAPER_BATCH, ReconSettings, frozen, reconstruct
+from gansweep.validate import validate
 
 
 def paper_loop(generator, images, steps):
@@ -55,6 +56,7 @@ def make_gan(args) -> GAN:
     cfg = root_config("arch=dcgan", f"norm={args.norm}", "dataset=celeba",
                       f"dataset.image_size={args.image_size}", f"arch.generator.width={args.width}",
                       f"arch.discriminator.width={args.width}")
+    validate(cfg)  # an image size the DCGAN cannot take: one line, as for a run
     return instantiate(cfg.model)
 
 

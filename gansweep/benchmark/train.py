@@ -51,10 +51,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.cli import positive_int
-from gansweep.errors import build
+from gansweep.errors import GansweepError, build
 from gansweep.job import train
 from gansweep.losses import PENALTIES
 from gansweep.norms import VARIANTS
+from gansweep.settings import COMPILE_MODES
+from gansweep.validate import ConfigError, validate
 
 NORMS = ["vanilla", "bn", "wn", "sn"]
 SETTINGS = {
@@ -304,12 +306,13 @@ def plan_for(setting: str, args) -> Plan:
 
 
 def check_overrides(overrides: list[str]) -> None:
-    """One line, before any run, for overrides the config does not take."""
+    """One line, before any run, for overrides the config does not take or a run would
+    refuse (`validate`: a rate of nan, an unknown key)."""
     try:
-        root_config(*overrides)
-    except HydraException as exc:
-        raise SystemExit(f"python -m gansweep.benchmark train: --overrides "
-                         f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+        validate(root_config(*overrides, "run_dir=unused"))
+    except (HydraException, ConfigError) as exc:
+        raise GansweepError(f"--overrides {' '.join(overrides)}: "
+                            f"{str(exc).splitlines()[0]}") from None
 
 
 def run(args) -> list[dict]:
@@ -342,7 +345,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--penalties", nargs="+", default=["none"], choices=PENALTIES,
                         help="also time each norm with these gradient penalties (e.g. none "
                         "wgan_gp dragan), with their cost as ratios to none")
-    parser.add_argument("--compile", metavar="MODE",
+    parser.add_argument("--compile", metavar="MODE", choices=COMPILE_MODES,
                         help="also time train.compile=MODE (e.g. default, reduce-overhead)")
     parser.add_argument("--overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="Hydra overrides for every run, both loops (e.g. "

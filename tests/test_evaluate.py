@@ -68,6 +68,7 @@ def test_reevaluation_uses_the_runs_deterministic_setting(run):
         torch.use_deterministic_algorithms(before)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_never_overwrites_the_runs_own_evaluation(run, tmp_path):
     """Another norm's checkpoint is refused; the same networks' from another run (another
     seed) are evaluated on this run's images under a name that says where they came from."""

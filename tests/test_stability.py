@@ -74,6 +74,7 @@ def test_a_diverged_runs_series_is_read_up_to_its_divergence():
     assert up_to_divergence(series[:3]) == series[:3]
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_running_test_turned_non_finite_still_gets_its_table(tmp_path):
     """A run whose G diverged writes its last running test as NaN or inf (callbacks.py);
     the report reads its series up to there and prints every column."""

@@ -112,8 +112,8 @@ def chosen_settings(node: DictConfig, prefix: str = "") -> dict[str, object]:
 
 
 def changed_settings(saved: DictConfig, run_cfg: DictConfig, ended: bool) -> list[str]:
-    """The result-changing settings whose value in `run_cfg` differs from the run's saved
-    config, as `key=saved` pairs. Keys the saved config lacks (a run older than the
+    """The keys of the result-changing settings whose value in `run_cfg` differs from the
+    run's saved config (config.yaml, resolved when saved). Keys the saved config lacks (a run older than the
     setting) are not judged. train.iters may change for a run that has not ended: its
     batches and codes are functions of the iteration alone, so going on to another last
     iteration gives what that train.iters would have given from the start."""
@@ -146,8 +146,6 @@ def check_same_settings(run_dir: Path, run_cfg: DictConfig) -> None:
     saved = records.read_config(run_dir)
     changed = changed_settings(saved, run_cfg, ended)
     if changed:
-        values = OmegaConf.to_container(saved, resolve=True)
-
         def listed(config) -> str:
             return ", ".join(f"{k}={OmegaConf.select(config, k)}" for k in changed)
 
@@ -155,7 +153,7 @@ def check_same_settings(run_dir: Path, run_cfg: DictConfig) -> None:
                 "folder a name of their own: dataset.name=...)"
                 if "dataset.name" in changed else "")
         raise ConfigError(
-            f"{run_dir} holds a run started with {listed(OmegaConf.create(values))}, but "
+            f"{run_dir} holds a run started with {listed(saved)}, but "
             f"this command gives {listed(run_cfg)}: run it with the settings it was started "
             f"with, or give this run a directory of its own (hydra.run.dir=...){hint}")
     at = resume_iteration(run_dir) if not ended and last.exists() else 0

@@ -92,42 +92,54 @@ _ABSENT = object()
 _REFERENCE = re.compile(r"\$\{[\w.]+\}")  # `${train.lr}`: another setting's value
 
 
-def chosen_settings(node: DictConfig, prefix: str = "") -> dict[str, object]:
-    """{dotted key: resolved value} of the settings under `node`. A plain reference to
-    another setting (`model.norm: ${norm.name}`) is left out: that setting is compared
-    itself. A resolver's value (dataset=folder's name, made from its root) is kept."""
+def chosen_settings(node: DictConfig, prefix: str = "") -> dict[str, tuple[object, str]]:
+    """{dotted key: (resolved value, the setting it refers to or "")} of the settings under
+    `node`. A plain reference to a value (`train.lr: ${arch.lr}`) is kept with the key it
+    refers to; one to a whole node (`model.arch: ${arch}`) is left to that node's own keys;
+    a resolver's value (dataset=folder's name, made from its root) is a value."""
     chosen, raw = {}, OmegaConf.to_container(node, resolve=False)
     for key in node:
         path = f"{prefix}{key}"
-        if OmegaConf.is_missing(node, key) or (
-                isinstance(raw[key], str) and _REFERENCE.fullmatch(raw[key])):
+        if OmegaConf.is_missing(node, key):
             continue
+        reference = _REFERENCE.fullmatch(raw[key]) if isinstance(raw[key], str) else None
         value = node[key]
         if isinstance(value, DictConfig):
-            chosen.update(chosen_settings(value, f"{path}."))
-        else:
-            chosen[path] = OmegaConf.to_container(value, resolve=True) \
-                if isinstance(value, ListConfig) else value
+            if not reference:  # a group's node referred to (model.arch) is compared there
+                chosen.update(chosen_settings(value, f"{path}."))
+            continue
+        if isinstance(value, ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        chosen[path] = (value, raw[key][2:-1] if reference else "")
     return chosen
 
 
-def changed_settings(saved: DictConfig, run_cfg: DictConfig, ended: bool) -> list[str]:
-    """The keys of the result-changing settings whose value in `run_cfg` differs from the
-    run's saved config (config.yaml, resolved when saved). Keys the saved config lacks (a run older than the
-    setting) are not judged. train.iters may change for a run that has not ended: its
-    batches and codes are functions of the iteration alone, so going on to another last
-    iteration gives what that train.iters would have given from the start."""
+def _within(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def changed_settings(saved: DictConfig, run_cfg: DictConfig,
+                     ended: bool) -> list[tuple[str, object, object]]:
+    """(key, saved value, `run_cfg`'s value) of the result-changing settings whose value
+    differs from the run's saved config (config.yaml, resolved when saved). Keys the saved config lacks (a
+    run older than the setting) are not judged. A reference to another setting is named
+    only where that setting itself does not differ (`train.lr` given on the first command
+    line, left to `${arch.lr}` on this one). train.iters may change for a run that has not
+    ended: its batches and codes are functions of the iteration alone, so going on to
+    another last iteration gives what that train.iters would have given from the start."""
     unchanging = [*unchanging_keys(), *LOCATIONS, *(() if ended else ("train.iters",))]
-    changed = []
-    for key, value in chosen_settings(run_cfg).items():
-        if any(key == k or key.startswith(f"{k}.") for k in unchanging):
+    chosen = chosen_settings(run_cfg)
+    changed = {}
+    for key, (value, refers_to) in chosen.items():
+        if _within(key, unchanging) or (refers_to and _within(refers_to, unchanging)):
             continue
         before = OmegaConf.select(saved, key, default=_ABSENT)
         if isinstance(before, (DictConfig, ListConfig)):
             before = OmegaConf.to_container(before, resolve=True)
         if before is not _ABSENT and before != value:
-            changed.append(key)
-    return changed
+            changed[key] = (refers_to, before, value)
+    return [(key, before, value) for key, (refers_to, before, value) in changed.items()
+            if not (refers_to and any(_within(other, [refers_to]) for other in changed))]
 
 
 def check_same_settings(run_dir: Path, run_cfg: DictConfig) -> None:
@@ -146,15 +158,15 @@ def check_same_settings(run_dir: Path, run_cfg: DictConfig) -> None:
     saved = records.read_config(run_dir)
     changed = changed_settings(saved, run_cfg, ended)
     if changed:
-        def listed(config) -> str:
-            return ", ".join(f"{k}={OmegaConf.select(config, k)}" for k in changed)
+        def listed(which: int) -> str:
+            return ", ".join(f"{item[0]}={item[which]}" for item in changed)
 
         hint = (" (the run directory's name leaves dataset.root out, so give the runs of each "
                 "folder a name of their own: dataset.name=...)"
-                if "dataset.name" in changed else "")
+                if "dataset.name" in [key for key, _, _ in changed] else "")
         raise ConfigError(
-            f"{run_dir} holds a run started with {listed(saved)}, but "
-            f"this command gives {listed(run_cfg)}: run it with the settings it was started "
+            f"{run_dir} holds a run started with {listed(1)}, but "
+            f"this command gives {listed(2)}: run it with the settings it was started "
             f"with, or give this run a directory of its own (hydra.run.dir=...){hint}")
     at = resume_iteration(run_dir) if not ended and last.exists() else 0
     if at > run_cfg.train.iters:

@@ -225,3 +225,41 @@ def test_nan_and_inf_are_refused_where_a_number_is_checked(make_cfg, tmp_path, o
         train(make_cfg(*overrides))
     assert str(error.value) == message
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_job_refused_for_other_settings_fails_alone_and_clears_once_settled(
+        tmp_path, monkeypatch, capsys):
+    """In a sweep the refusal is the job's failure (failed.json, the sweep exits 1, the
+    other jobs go on); once the command matches the run again, the finished run is skipped
+    and the stale failure record goes."""
+    from conftest import TINY, run_gansweep
+
+    sweep = ["-m", "norm=vanilla,wn", *TINY]
+    run_gansweep(monkeypatch, capsys, tmp_path, *sweep)
+    (config,) = (tmp_path / "outputs" / "sweeps").glob("*/*norm=wn,*/config.yaml")
+    original = config.read_text()
+    config.write_text(original.replace("lr: 0.0005", "lr: 0.0003", 1))  # started otherwise
+    said = run_gansweep(monkeypatch, capsys, tmp_path, *sweep, code=1)
+    assert "holds a run started with train.lr=0.0003, but this command gives train.lr=0.0005" \
+        in said and "Traceback" not in said
+    assert (config.parent / "failed.json").exists() and (config.parent / "summary.json").exists()
+    assert said.count("run already finished") == 1  # vanilla's, untouched
+    config.write_text(original)
+    said = run_gansweep(monkeypatch, capsys, tmp_path, *sweep)
+    assert said.count("run already finished") == 2 and not (config.parent / "failed.json").exists()
+
+
+def test_a_rate_given_on_the_first_command_line_and_left_to_its_default_later_is_refused(
+        make_cfg, tmp_path):
+    """train.lr is `${arch.lr}` unless given: resumed without the train.lr=1e-3 it was
+    started with, the run would go on at the architecture's rate, arch.lr unchanged."""
+    from conftest import CrashAt
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_cfg("train.lr=1e-3"), callbacks=[CrashAt(5)])
+    default = make_cfg().train.lr
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg())
+    assert f"started with train.lr=0.001, but this command gives train.lr={default}:" \
+        in str(error.value)

@@ -21,8 +21,8 @@ class GansweepError(Exception):
     kept, so the user still reads one line naming the file."""
 
     def __init__(self, message: object = "", *args):
-        super().__init__(_help_from_worker(str(message)) if isinstance(message, str)
-                         else message, *args)
+        super().__init__(_help_from_worker(message) if isinstance(message, str) else message,
+                         *args)
 
 
 # torch's wrapping: "Caught BadImage in DataLoader worker process 0.\nOriginal Traceback

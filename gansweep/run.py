@@ -121,8 +121,8 @@ def _within(key: str, prefixes) -> bool:
 def changed_settings(saved: DictConfig, run_cfg: DictConfig,
                      ended: bool) -> list[tuple[str, object, object]]:
     """(key, saved value, `run_cfg`'s value) of the result-changing settings whose value
-    differs from the run's saved config (config.yaml, resolved when saved). Keys the saved config lacks (a
-    run older than the setting) are not judged. A reference to another setting is named
+    differs from the run's saved config (config.yaml, resolved when saved). Keys the saved
+    config lacks (a run older than the setting) are not judged. A reference to another setting is named
     only where that setting itself does not differ (`train.lr` given on the first command
     line, left to `${arch.lr}` on this one). train.iters may change for a run that has not
     ended: its batches and codes are functions of the iteration alone, so going on to

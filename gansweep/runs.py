@@ -83,6 +83,11 @@ def result_settings(hydra: DictConfig) -> dict[str, str]:
     return settings
 
 
+def shipped_config() -> DictConfig:
+    """conf/config.yaml as shipped (not composed: its own keys, Hydra's node included)."""
+    return OmegaConf.load(resources.files("gansweep.conf") / "config.yaml")
+
+
 def unchanging_keys() -> list[str]:
     """The settings that never change a run's results, so they stay out of its directory's
     name: Hydra's `override_dirname.exclude_keys`, as the running app has them, else (train(cfg)
@@ -90,8 +95,7 @@ def unchanging_keys() -> list[str]:
     try:
         rule = HydraConfig.get().job.config.override_dirname
     except ValueError:
-        shipped = OmegaConf.load(resources.files("gansweep.conf") / "config.yaml")
-        rule = shipped.hydra.job.config.override_dirname
+        rule = shipped_config().hydra.job.config.override_dirname
     return list(rule.exclude_keys)
 
 

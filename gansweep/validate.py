@@ -7,7 +7,6 @@ import inspect
 import math
 from dataclasses import MISSING, fields, is_dataclass
 from difflib import get_close_matches
-from importlib.resources import files
 from typing import get_args, get_type_hints
 
 import torch
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
 from gansweep.losses import NO_PENALTY
+from gansweep.runs import shipped_config
 from gansweep.settings import Dataset, Loss, Penalty, Settings
 
 
@@ -67,16 +67,11 @@ def validate(cfg: DictConfig) -> None:
     _check_networks(cfg)
 
 
-def _shipped_keys() -> DictConfig:
-    """conf/config.yaml as shipped: the keys of its plain (not instantiated) nodes."""
-    return OmegaConf.load(files("gansweep.conf") / "config.yaml")
-
-
 def _check_nothing_unread(cfg: DictConfig) -> None:
     """A key that no code reads (`+train.typo=5`) is refused: it would be accepted, change
     the run's name, and do nothing. Settings nodes know their keys from gansweep/settings.py
     and conf/config.yaml; a node Hydra instantiates, from its target's parameters."""
-    shipped = _shipped_keys()
+    shipped = shipped_config()  # the keys of its plain (not instantiated) nodes
     known = {
         "": {*shipped, *(f.name for f in fields(Settings)), "norm", "arch", "dataset", "loss",
              "penalty"} - {"defaults", "hydra"},

@@ -71,8 +71,8 @@ ASPECTS = ["norm", "arch", "dataset.image_size", "dataset", "file", "key", "loss
 LOSSES, PENALTIES = choices("loss"), choices("penalty")
 BAD_PENALTIES = [["penalty=gp"], ["penalty=dragan", "penalty.weight=0"],
                  ["+penalty.weight=3"], ["penalty=wgan_gp", "penalty.weight=-1"],
-                 ["penalty=wgan_gp", "penalty.weight=null"], ["penalty=dragan", "penalty.weight=nan"],
-                 ["penalty=wgan_gp", "penalty.weight=inf"]]
+                 ["penalty=wgan_gp", "penalty.weight=null"],
+                 ["penalty=dragan", "penalty.weight=nan"], ["penalty=wgan_gp", "penalty.weight=inf"]]
 
 
 @st.composite

@@ -47,8 +47,8 @@ def run(args) -> list[dict]:
             train_rate = None
             for cache in ([False, True] if base.dataset.cache else [False]):
                 cfg = root_config(
-                    f"dataset={name}", *where, f"dataset.holdout={HOLDOUT}", f"dataset.cache={cache}",
-                    f"paths.output_dir={tmp}", f"run_dir={tmp}/run", "train.iters=1000000")
+                    f"dataset={name}", *where, f"dataset.holdout={HOLDOUT}",
+                    f"dataset.cache={cache}", f"paths.output_dir={tmp}", f"run_dir={tmp}/run", "train.iters=1000000")
                 with checks:
                     data = build(cfg.data)
                 loader_rate = _images_per_second(data.train_dataloader(), args.seconds)

@@ -9,7 +9,8 @@ that diverged saves nothing from the faulty iteration on.
 - `IterationCheckpoint`: `checkpoints/last.ckpt`.
 - `SampleGrids`: `samples/iter_XXXXXX.png` from fixed codes, via torchvision's `save_image`.
 - `LossHistory`: `train.csv` and the loggers' `train/*` series, one row per iteration, read
-  back every `train.log_every` iterations and before every checkpoint.
+  back every `train.log_every` iterations and before every checkpoint; it sends the W&B rows
+  (gansweep.tracking.IterationLogger), once the others have added their values.
 - `IterationProgressBar`: Lightning's bar, counting GAN iterations.
 
 Lightning's `ModelCheckpoint` counts optimizer steps (two per GAN iteration under manual
@@ -23,11 +24,17 @@ the packed job (gansweep/packed.py), so each callback is written and tested once
 
 Order matters: `IterationCheckpoint` goes last, so a checkpoint taken at iteration k holds
 everything done at k (the evaluation's best-so-far state, its `recon.csv` row); a run
-resumed from it goes on with iteration k + 1.
+resumed from it goes on with iteration k + 1. `LossHistory` comes after the callbacks that log
+at k, so that k's W&B row goes out whole.
+
+A resumed run's W&B piece starts where the earlier pieces stop (`tracking.held`), which may be
+before the checkpoint (a kill loses what W&B had not yet written): each callback replays its
+own series from its own file, up to the checkpoint, when training starts.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from dataclasses import replace
@@ -41,7 +48,7 @@ from torchvision.utils import save_image
 
 from gansweep.history import IterationCsv
 from gansweep.recon import ReconSettings, reconstruct
-from gansweep.tracking import log_images
+from gansweep.tracking import flush_rows, held, log_image, log_row
 
 
 @runtime_checkable
@@ -123,7 +130,9 @@ class RunningRecon(_EveryN):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            self.csv.open(resumed_at=pl_module.iteration)
+            kept = self.csv.open(resumed_at=pl_module.iteration)
+            for row in kept[bisect_rows(kept, held(trainer)):]:
+                log_row(trainer, int(row["iter"]), {"recon/running": float(row["recon_mse"])})
 
     def run(self, trainer, pl_module):
         # Once per evaluation, on rank 0 (G is the same on every rank); the others get the
@@ -140,9 +149,7 @@ class RunningRecon(_EveryN):
             self.csv.write(pl_module.iteration, {"recon_mse": loss})
         # Straight to the loggers: a value `self.log`ged from a callback is repeated at later
         # steps until overwritten, which would turn the series into a staircase.
-        for logger in trainer.loggers:
-            logger.log_metrics({"recon/running": loss, "trainer/iter": pl_module.iteration},
-                               step=trainer.global_step)
+        log_row(trainer, pl_module.iteration, {"recon/running": loss})
         if loss < self.best_loss:
             self.best_loss, self.best_iter = loss, pl_module.iteration
             atomic_save_checkpoint(trainer, self.best_path)
@@ -180,14 +187,24 @@ class SampleGrids(_EveryN):
         super().__init__(every, last)
         self.dirpath = Path(dirpath)
 
+    def path(self, iteration: int) -> Path:
+        return self.dirpath / f"iter_{iteration:06d}.png"
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:  # replayed: the grids up to the checkpoint W&B lacks
+            for iteration in range(held(trainer) + 1, pl_module.iteration + 1):
+                due = iteration % self.every == 0 or iteration == self.last
+                if due and self.path(iteration).exists():
+                    log_image(trainer, iteration, "samples", self.path(iteration))
+
     def run(self, trainer, pl_module):
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             images = pl_module.samples()
-            path = self.dirpath / f"iter_{pl_module.iteration:06d}.png"
+            path = self.path(pl_module.iteration)
             save_image(images, path, nrow=round(math.sqrt(len(images))), padding=2,
                        pad_value=0.5)
-            log_images(trainer, pl_module.iteration, samples=path)
+            log_image(trainer, pl_module.iteration, "samples", path)
 
 
 class LossHistory(L.Callback):
@@ -206,26 +223,32 @@ class LossHistory(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            self.csv.open(resumed_at=pl_module.iteration)
+            kept = self.csv.open(resumed_at=pl_module.iteration)
             self._open = True
+            self._log(trainer, [(int(row["iter"]), [float(row[c]) for c in self.columns])
+                                for row in kept[bisect_rows(kept, held(trainer)):]])
+            flush_rows(trainer)  # the replayed rows, before any of this piece's
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module.iteration % self.every == 0:
             pl_module.read_losses()
         self._write(trainer, pl_module)
+        flush_rows(trainer)  # after the callbacks before this one logged this iteration
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        self._write(trainer, pl_module)
+        self._write(trainer, pl_module)  # not sent yet: the row may get more values
 
     def on_train_end(self, trainer, pl_module):
         pl_module.read_losses()
         self._write(trainer, pl_module)
+        flush_rows(trainer)
         self.csv.close()
 
     def on_exception(self, trainer, pl_module, exception):
         if trainer.world_size == 1:  # a read is collective under DDP; a lone rank would wait
             pl_module.read_losses()
         self._write(trainer, pl_module)
+        flush_rows(trainer)
         self.csv.close()
 
     def _write(self, trainer, pl_module) -> None:
@@ -233,10 +256,17 @@ class LossHistory(L.Callback):
         if not rows or not self._open:
             return
         self.csv.write_rows(rows)
-        for logger in trainer.loggers:
-            for iteration, losses in rows:
-                logger.log_metrics({**{f"train/{c}": v for c, v in zip(self.columns, losses)},
-                                    "trainer/iter": iteration})
+        self._log(trainer, rows)
+
+    def _log(self, trainer, rows: list[tuple[int, list[float]]]) -> None:
+        for iteration, losses in rows:
+            log_row(trainer, iteration, {f"train/{c}": v for c, v in zip(self.columns, losses)})
+
+
+def bisect_rows(rows: list[dict], iteration: int) -> int:
+    """The index of the first of a CSV's `rows` after `iteration` (rows in iteration order)."""
+    return bisect.bisect_right(rows, iteration, key=lambda row: int(row["iter"]))
+
 
 class IterationProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, labelled and counted in GAN iterations, showing the losses last

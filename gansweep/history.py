@@ -23,8 +23,9 @@ class IterationCsv:
         self.path, self.columns = Path(path), ["iter", *columns]
         self._file = None
 
-    def open(self, resumed_at: int) -> None:
-        """Keep the rows up to `resumed_at` (0 for a fresh run) and append after them."""
+    def open(self, resumed_at: int) -> list[dict[str, str]]:
+        """Keep the rows up to `resumed_at` (0 for a fresh run) and append after them; the
+        rows kept."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = [r for r in self.read() if int(r["iter"]) <= resumed_at]
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -35,6 +36,7 @@ class IterationCsv:
         os.replace(tmp, self.path)
         self._file = open(self.path, "a", newline="")
         self._writer = csv.writer(self._file)
+        return rows
 
     def write(self, iteration: int, values: dict) -> None:
         with naming(self.path):

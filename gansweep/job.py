@@ -35,7 +35,7 @@ from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, chec
                           finish, resume_iteration, run_callbacks, run_config,
                           write_hydra_record)
 from gansweep.runs import seed_run_dirs
-from gansweep.tracking import command_line_settings, wandb_logger
+from gansweep.tracking import command_line_settings, log_summary, wandb_logger
 from gansweep.trainer import make_trainer
 from gansweep.validate import validate
 
@@ -237,9 +237,9 @@ def train_attempt(cfg: DictConfig, dirs: dict[int, Path], callbacks, start: int)
             for run in group.runs:
                 summary = (attempt_summary(run.config, run.module, run.writers.recon)
                            if restart else finish(run.config, run.dir, group.data, run.module,
-                                                  run.writers.recon, run.trainer))
+                                                  run.writers.recon))
                 if run.logger:
-                    run.logger.experiment.summary.update(summary)
+                    log_summary(run.logger, summary, run.dir)
     finally:
         for run in group.runs:
             if run.logger:

@@ -17,12 +17,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gansweep import records, restarts
 from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
-                                RunTrainer, SampleGrids)
+                                SampleGrids)
 from gansweep.evaluate import load_generator, save_comparison
 from gansweep.gan import LOSS_COLUMNS, differing_networks
 from gansweep.recon import ReconSettings, reconstruct
 from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
-from gansweep.tracking import log_images
 from gansweep.validate import ConfigError
 
 
@@ -243,11 +242,10 @@ def attempt_summary(cfg: DictConfig, model: RunModule, recon: RunningRecon) -> d
             **records.identity(cfg), **progress(model, recon)}
 
 
-def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: RunningRecon,
-           trainer: RunTrainer) -> dict:
+def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: RunningRecon) -> dict:
     """The final test, `summary.json`, and the closing line of the run."""
     best = run_dir / "checkpoints" / "best.ckpt"
-    final = final_test(cfg, data, best, run_dir, trainer) if best.exists() else \
+    final = final_test(cfg, data, best, run_dir) if best.exists() else \
         {"final_loss": None, "final_iter": None, "final_n_images": 0,
          "final_steps": cfg.final.steps}
     diverged = model.diverged_at is not None
@@ -272,14 +270,12 @@ def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: Runnin
     return summary
 
 
-def final_test(cfg: DictConfig, data, best: Path, run_dir: Path,
-               trainer: RunTrainer | None = None) -> dict:
+def final_test(cfg: DictConfig, data, best: Path, run_dir: Path) -> dict:
     """The paper's final test: the best checkpoint on the final set, with more z steps;
     `final_recon.png` shows the first targets above their reconstructions."""
     generator, iteration = load_generator(best)
     images = data.heldout_images(cfg.final.n_images)
     rec = reconstruct(generator, images, recon_settings(cfg.final), progress_label(cfg, "final"))
     save_comparison(images, rec, run_dir / "final_recon.png")
-    log_images(trainer, iteration, final_recon=run_dir / "final_recon.png")
     return {"final_loss": rec.mean, "final_iter": iteration, "final_n_images": len(images),
             "final_steps": cfg.final.steps}

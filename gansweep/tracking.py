@@ -8,7 +8,13 @@
   dashboard can group and filter by them, and `settings`: the command line's overrides that
   change results.
 - Every metric is plotted against `trainer/iter`; `recon/running` also keeps its minimum.
-- The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run.
+  W&B's own step (`_step`) is the GAN iteration too, one row per iteration
+  (`IterationLogger`); the final test's numbers and image go to the summary.
+- The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run:
+  each process writes a piece of it (its own folder), and a resumed one logs only the
+  iterations after those the earlier pieces hold (gansweep/wandb_pieces.py), replaying the
+  ones it resumes past from the run's files. Uploaded in order (`wandb sync`), the pieces are
+  one history with each iteration once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
 from gansweep.runs import result_settings, wandb_group
+from gansweep.wandb_pieces import held_through
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -74,8 +81,43 @@ def run_id(run_dir: Path) -> str:
     return path.read_text().strip()
 
 
+class IterationLogger(WandbLogger):
+    """Lightning's W&B logger with one W&B row per GAN iteration, at W&B step = the iteration.
+
+    Lightning's `log_metrics` leaves W&B's step to W&B, which counts calls, from 0 in each
+    process: the pieces of a resumed run then overlapped, and the iterations between the last
+    checkpoint and a kill were in two of them. Here every value comes with its iteration
+    (`trainer/iter`) and waits in its row until `flush_rows`, which the run's loss history
+    calls once all of an iteration's values are in (gansweep.callbacks.LossHistory); rows go
+    out in iteration order, each whole. Iterations an earlier piece of the run holds
+    (`held_through`) are left out."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held_through = 0  # the last iteration W&B holds from the run's earlier pieces
+        self._rows: dict[int, dict] = {}  # iteration -> its values not yet sent
+        self._sent_through = 0
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        iteration = int(metrics["trainer/iter"])
+        if iteration <= self.held_through:
+            return
+        if iteration <= self._sent_through:  # W&B would drop it: a caller out of order
+            raise RuntimeError(f"W&B row of iteration {iteration} logged after the rows up "
+                               f"to {self._sent_through} were sent")
+        self._rows.setdefault(iteration, {}).update(metrics)
+
+    @rank_zero_only
+    def flush_rows(self) -> None:
+        for iteration in sorted(self._rows):
+            self.experiment.log(self._rows[iteration], step=iteration, commit=True)
+            self._sent_through = iteration
+        self._rows = {}
+
+
 def wandb_logger(cfg: DictConfig, run_dir: Path,
-                 settings_changed: dict | None = None) -> WandbLogger | None:
+                 settings_changed: dict | None = None) -> IterationLogger | None:
     """The run's W&B logger (None with wandb.mode=disabled); `settings_changed`: the
     command line's settings of the run (default: this Hydra job's)."""
     settings = cfg.wandb
@@ -85,7 +127,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
     mode = "offline" if settings.mode == "dryrun" else settings.mode
     if mode not in ("offline", "online"):
         raise GansweepError(f"wandb.mode={settings.mode!r}: use offline, online or disabled")
-    logger = WandbLogger(
+    logger = IterationLogger(
         project=settings.project, entity=settings.entity, save_dir=str(run_dir),
         offline=mode == "offline", id=run_id(run_dir), resume="allow",
         name=run_dir.name, group=wandb_group(settings.group or sweep_group(run_dir)),
@@ -106,14 +148,48 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
     run.define_metric("trainer/iter")
     run.define_metric("*", step_metric="trainer/iter", step_sync=True)
     run.define_metric("recon/running", step_metric="trainer/iter", summary="min")
+    if rank_zero_only.rank == 0:
+        # online, W&B's server says where the run stands; offline, the earlier pieces do
+        logger.held_through = max(run.starting_step - 1,
+                                  held_through(run_dir, run.id, Path(run.dir).parent))
     return logger
 
 
-def log_images(trainer, iteration: int, **paths: Path) -> None:
-    """Image files to every W&B logger of `trainer`, at GAN iteration `iteration`."""
-    for logger in trainer.loggers if trainer is not None else []:
-        if isinstance(logger, WandbLogger):
-            import wandb  # a slow import, which runs with wandb.mode=disabled never need
+def held(trainer) -> int:
+    """The last iteration the W&B run of `trainer`'s run holds from its earlier pieces (0:
+    none, or no W&B): rows up to it need not be replayed."""
+    return min((logger.held_through for logger in trainer.loggers
+                if isinstance(logger, IterationLogger)), default=0)
 
-            logger.experiment.log({key: wandb.Image(str(path)) for key, path in paths.items()}
-                                  | {"trainer/iter": iteration})
+
+def log_row(trainer, iteration: int, metrics: dict) -> None:
+    """`metrics` of GAN iteration `iteration` to the loggers of `trainer`'s run."""
+    for logger in trainer.loggers:
+        logger.log_metrics({**metrics, "trainer/iter": iteration})
+
+
+def log_image(trainer, iteration: int, key: str, path: Path) -> None:
+    """An image file to the W&B row of GAN iteration `iteration`."""
+    if any(isinstance(logger, IterationLogger) for logger in trainer.loggers):
+        import wandb  # a slow import, which runs with wandb.mode=disabled never need
+
+        log_row(trainer, iteration, {key: wandb.Image(str(path))})
+
+
+def flush_rows(trainer) -> None:
+    """Sends the rows logged so far (every value of their iterations is in)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, IterationLogger):
+            logger.flush_rows()
+
+
+def log_summary(logger: IterationLogger, summary: dict, run_dir: Path) -> None:
+    """`summary.json`'s content, and the final test's image, to the W&B run's summary: the
+    final test comes after the last row, at the best checkpoint's iteration."""
+    values = dict(summary)
+    image = Path(run_dir) / "final_recon.png"
+    if summary.get("final_iter") is not None and image.exists():
+        import wandb
+
+        values["final_recon"] = wandb.Image(str(image))
+    logger.experiment.summary.update(values)

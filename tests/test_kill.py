@@ -1,6 +1,6 @@
 """A run killed with SIGKILL (no handler, no cleanup) or stopped with SIGTERM, and started
 again with the same command, ends exactly as a run never interrupted, with the shipped
-defaults (progress bar on, W&B offline); a second process started on the run while it trains
+defaults (progress bar on, W&B offline), its W&B pieces included; a second process started on the run while it trains
 stops at once and changes nothing; a kill in the middle of a write leaves nothing that blocks
 the resume."""
 
@@ -21,6 +21,7 @@ from conftest import CrashAt, train_run
 from gansweep.gan import LOSS_COLUMNS
 from gansweep.history import IterationCsv
 from gansweep.job import train
+from wandb_files import check_each_iteration_once, offline_runs, readme_sync_lists
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +107,18 @@ def test_sigkilled_runs_resume_to_the_uninterrupted_result(tmp_path):
     assert json.loads((run_killed / "summary.json").read_text()) == \
         json.loads((run_straight / "summary.json").read_text())
     assert not (run_killed / "run.lock").exists()
+
+    # W&B: one piece per process, each iteration once across them, in order, with the
+    # uninterrupted run's values (those a kill took from W&B replayed from the run's files)
+    pieces = offline_runs(run_killed / "wandb", finished=False)
+    assert len(pieces) == len(KILLS) + 1
+    killed_rows = check_each_iteration_once(pieces, 90)
+    straight_rows = check_each_iteration_once(offline_runs(run_straight / "wandb"), 90)
+    for key in [f"train/{c}" for c in LOSS_COLUMNS] + ["recon/running"]:
+        assert [(r["trainer/iter"], pytest.approx(r[key], rel=1e-6)) for r in straight_rows
+                if key in r] == [(r["trainer/iter"], r[key]) for r in killed_rows if key in r]
+    assert readme_sync_lists(pieces, killed, user_env())
+
 
 
 def test_what_a_kill_during_a_write_leaves_does_not_block_the_resume(make_cfg, tmp_path):

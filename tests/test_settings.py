@@ -251,8 +251,7 @@ class Built:
         from gansweep.run import finish
 
         self.trainer.fit(self.model, datamodule=self.data)
-        return finish(self.cfg, Path(self.cfg.run_dir), self.data, self.model, self.recon,
-                      self.trainer)
+        return finish(self.cfg, Path(self.cfg.run_dir), self.data, self.model, self.recon)
 
 
 @pytest.mark.slow

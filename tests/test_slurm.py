@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_gansweep
-from wandb_files import offline_runs
+from wandb_files import check_each_iteration_once, offline_runs, readme_sync_lists
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +125,9 @@ def test_a_preempted_job_of_a_slurm_sweep_resumes_and_matches_an_uninterrupted_o
     logged = first.series("recon/running") + second.series("recon/running")
     assert [(i, pytest.approx(float(r["recon_mse"]), rel=1e-6))
             for i, r in ((int(r["iter"]), r) for r in rows(victim / "recon.csv"))] == logged
+    # the two pieces hold each iteration once, in order, and the README's line uploads both
+    check_each_iteration_once([first, second], 80)
+    assert readme_sync_lists([first, second], tmp_path, user_env())
 
     # a row per swept setting, and the two agree in everything but it
     table = rows(sweep_dir / "table.csv")

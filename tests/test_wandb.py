@@ -2,18 +2,25 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from conftest import TINY, CrashAt, run_gansweep, train_run
+from gansweep.gan import LOSS_COLUMNS
 from gansweep.job import train
 from gansweep.runs import wandb_group
-from wandb_files import OfflineRun, offline_runs
+from wandb_files import OfflineRun, check_each_iteration_once, offline_runs
 
 
 def recon_rows(run):
     with open(run / "recon.csv", newline="") as f:
         return [(int(r["iter"]), float(r["recon_mse"])) for r in csv.DictReader(f)]
+
+
+def train_rows(run):
+    with open(run / "train.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
@@ -38,24 +45,69 @@ def test_a_run_logs_its_recon_series_config_and_summary(make_cfg):
     summary = json.loads((run / "summary.json").read_text())
     for key in ("best_iter", "running_loss", "final_loss", "status"):
         assert wb.summary[key] == summary[key]
-    for key in ("samples", "final_recon"):  # sample grids, targets vs reconstructions
-        images = [row for row in wb.history if row.get(f"{key}/_type") == "image-file"]
-        assert images, key
-        media = next((run / "wandb").glob("offline-run-*")) / "files" / images[-1][f"{key}/path"]
-        assert media.exists()
-    assert [row["trainer/iter"] for row in wb.history if "samples/_type" in row] == [3, 6]
+    # sample grids in their iterations' rows; targets vs reconstructions in the summary
+    files = next((run / "wandb").glob("offline-run-*")) / "files"
+    grids = [row for row in wb.history if row.get("samples/_type") == "image-file"]
+    assert [row["trainer/iter"] for row in grids] == [3, 6]
+    assert (files / grids[-1]["samples/path"]).exists()
+    assert wb.summary["final_recon"]["_type"] == "image-file"
+    assert (files / wb.summary["final_recon"]["path"]).exists()
     assert (run / "final_recon.png").exists()
+    # one row per iteration, W&B's step the iteration, every loss of train.csv in it
+    rows = check_each_iteration_once([wb], 6)
+    assert [[pytest.approx(float(r[c]), rel=1e-6) for c in LOSS_COLUMNS]
+            for r in train_rows(run)] == [[row[f"train/{c}"] for c in LOSS_COLUMNS]
+                                          for row in rows]
 
 
 def test_a_resumed_run_continues_the_same_wandb_run(make_cfg):
+    """The crash comes at iteration 5, after the checkpoint at 3: the first piece holds rows
+    1-5, and the resumed one, which trains 4-6 again, logs only 6."""
     cfg = make_cfg("wandb.mode=offline")
     with pytest.raises(RuntimeError):
         train(cfg, callbacks=[CrashAt(5)])
     run = train_run(cfg)
     first, second = offline_runs(run / "wandb")
     assert first.run.run_id == second.run.run_id == (run / "wandb_id.txt").read_text()
+    assert [row["trainer/iter"] for row in second.history] == [6]
+    check_each_iteration_once([first, second], 6)
     series = first.series("recon/running") + second.series("recon/running")
     assert [(i, pytest.approx(v, rel=1e-6)) for i, v in series] == recon_rows(run)
+
+
+def cut_short(log: Path, cut: str) -> None:
+    """What a kill leaves of a piece's W&B file: its header only (the service wrote nothing
+    yet), or its records up to one torn in the middle (the third naming a loss)."""
+    records = log.read_bytes()
+    if cut == "header":
+        log.write_bytes(records[:7])
+    else:
+        third_row = [i for i in range(len(records)) if records.startswith(b"train/d_loss", i)][2]
+        log.write_bytes(records[:third_row])
+
+
+@pytest.mark.parametrize("cut", ["header", "torn"])
+def test_a_resumed_run_replays_what_a_kill_took_from_wandb(make_cfg, cut):
+    """A kill can leave W&B's file of a piece short (its service writes whole blocks and dies
+    with the run). The resumed piece replays the iterations the earlier one lacks, up to its
+    checkpoint (3), from the run's files, then goes on: each iteration once, in order."""
+    cfg = make_cfg("wandb.mode=offline")
+    with pytest.raises(RuntimeError):
+        train(cfg, callbacks=[CrashAt(5)])
+    (log,) = Path(cfg.run_dir).glob("wandb/offline-run-*/run-*.wandb")
+    cut_short(log, cut)
+    run = train_run(cfg)
+    first, second = offline_runs(run / "wandb", finished=False)
+    kept = [row["trainer/iter"] for row in first.history]  # read up to the torn record
+    assert kept == [] if cut == "header" else kept == list(range(1, len(kept) + 1)) != []
+    rows = check_each_iteration_once([first, second], 6)
+    assert [[pytest.approx(float(r[c]), rel=1e-6) for c in LOSS_COLUMNS]
+            for r in train_rows(run)] == [[row[f"train/{c}"] for c in LOSS_COLUMNS]
+                                          for row in rows]
+    recon = [(row["trainer/iter"], row["recon/running"]) for row in rows
+             if "recon/running" in row]
+    assert [(i, pytest.approx(v, rel=1e-6)) for i, v in recon] == recon_rows(run)
+    assert [row["trainer/iter"] for row in rows if "samples/_type" in row] == [3, 6]
 
 
 def test_disabled_writes_no_wandb_files(make_cfg):

@@ -1,52 +1,16 @@
-"""Reads W&B's offline run files (`run-<id>.wandb`) back, for tests.
-
-The file is a LevelDB-style log (32 KiB blocks, 7-byte record headers: crc32c, length,
-type) of protobuf `Record`s, after a 7-byte file header ':W&B', magic, version. wandb >= 0.2x
-no longer ships a Python reader, so this is the format read directly.
-"""
+"""Reads W&B's offline run files (`run-<id>.wandb`) back, for tests: their records through
+gansweep's own reader (gansweep/wandb_pieces.py, which says why there is one), as the parts a
+test checks."""
 
 from __future__ import annotations
 
 import json
-import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from wandb.proto import wandb_internal_pb2 as pb
-
-BLOCK = 32768
-HEADER = 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def records(path: Path):
-    data = Path(path).read_bytes()
-    ident, _magic, _version = struct.unpack("<4sHB", data[:HEADER])
-    assert ident == b":W&B", f"{path} is not a W&B run file"
-    pos, pending = HEADER, b""
-    while pos + HEADER <= len(data):
-        left_in_block = BLOCK - pos % BLOCK
-        if left_in_block < HEADER:  # block trailer: zero padding
-            pos += left_in_block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
-        if kind == 0 and length == 0:
-            break  # preallocated tail
-        chunk = data[pos + HEADER:pos + HEADER + length]
-        pos += HEADER + length
-        if kind == FULL:
-            pending = chunk
-        elif kind == FIRST:
-            pending = chunk
-            continue
-        elif kind == MIDDLE:
-            pending += chunk
-            continue
-        elif kind == LAST:
-            pending += chunk
-        record = pb.Record()
-        record.ParseFromString(pending)
-        yield record
+from gansweep.wandb_pieces import records
 
 
 def finished_records(path: Path, timeout: float = 30.0) -> list:
@@ -66,13 +30,14 @@ def finished_records(path: Path, timeout: float = 30.0) -> list:
 
 
 class OfflineRun:
-    """The parts of one finished offline run a test checks: run fields, config, history,
-    summary."""
+    """The parts of one offline run (or one piece of a resumed run) a test checks: run fields,
+    config, history, summary. `finished`: wait for the run's last record (a piece cut short by
+    a kill has none)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, finished: bool = True):
         self.history, self.summary, self.config, self.run = [], {}, {}, None
-        self.metrics = []
-        for record in finished_records(path):
+        self.metrics, self.path = [], Path(path)
+        for record in finished_records(path) if finished else records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 self.run = record.run
@@ -96,6 +61,51 @@ class OfflineRun:
     def series(self, key: str, step: str = "trainer/iter") -> list[tuple]:
         return [(row[step], row[key]) for row in self.history if key in row and step in row]
 
+    @property
+    def started(self) -> tuple[str, int]:
+        """When the piece started, from its folder's name (a piece cut short before its
+        first record has no other): `offline-run-<date>_<time>-<id>`, and a `-<n>` W&B adds
+        for pieces started within the same second."""
+        _, _, stamp, rest = self.path.parent.name.split("-", 3)
+        same_second = rest.rsplit("-", 1)[1] if rest.count("-") else "0"
+        return stamp, int(same_second)
 
-def offline_runs(root: Path) -> list[OfflineRun]:
-    return [OfflineRun(p) for p in sorted(Path(root).rglob("offline-run-*/run-*.wandb"))]
+
+def offline_runs(root: Path, finished: bool = True) -> list[OfflineRun]:
+    """Every offline run (or piece) below `root`, in the order they started."""
+    runs = [OfflineRun(p, finished) for p in Path(root).rglob("offline-run-*/run-*.wandb")]
+    return sorted(runs, key=lambda run: run.started)
+
+
+def one_history(pieces: list[OfflineRun]) -> list[dict]:
+    """The history rows of a run's pieces, one after another in the order they started: what
+    `wandb sync` uploads as the run's history."""
+    return [row for piece in pieces for row in piece.history]
+
+
+def check_each_iteration_once(pieces: list[OfflineRun], iterations: int) -> list[dict]:
+    """The pieces' rows are one per GAN iteration, 1 to `iterations`, in order, with W&B's
+    step equal to the iteration; returns the rows."""
+    rows = one_history(pieces)
+    assert [row["_step"] for row in rows] == [row["trainer/iter"] for row in rows]
+    assert [row["trainer/iter"] for row in rows] == list(range(1, iterations + 1))
+    assert all("train/d_loss" in row for row in rows)
+    return rows
+
+
+def readme_sync_lists(pieces: list[OfflineRun], output_dir: Path, env: dict) -> bool:
+    """The README's `wandb sync` line for the pieces' kind of run (single runs under
+    `outputs/runs`, or a sweep's under `outputs/sweeps`), pasted where `outputs` is
+    `output_dir`, would upload each piece (a dry run: no W&B server here)."""
+    kind = "sweeps" if "sweeps" in pieces[0].path.relative_to(output_dir).parts else "runs"
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines()
+               if line.startswith(f"wandb sync outputs/{kind}/")]
+    pasted = line.split("#")[0].replace("outputs/", f"{output_dir.name}/", 1) + " --dry-run"
+    path = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # where pip put `wandb`
+    said = subprocess.run(["bash", "-c", pasted], cwd=output_dir.parent, capture_output=True,
+                          text=True, timeout=120,
+                          env={**env, "HOME": str(output_dir.parent), "PATH": path})
+    assert said.returncode == 0, said.stderr
+    listed = said.stdout + said.stderr
+    return all(str(piece.path.relative_to(output_dir.parent)) in listed for piece in pieces)

@@ -140,3 +140,28 @@ def test_dryrun_is_offline(make_cfg):
     run = train_run(make_cfg("wandb.mode=dryrun"))
     (offline,) = offline_runs(run / "wandb")
     assert offline.run.run_id == (run / "wandb_id.txt").read_text()
+
+
+def test_the_last_step_of_a_long_piece_is_read_from_its_end(tmp_path):
+    """`wandb_pieces.last_step` reads a few blocks from the end: on a log of many blocks
+    (records across block boundaries), whole or cut anywhere, it finds what reading the whole
+    file finds."""
+    import wandb
+
+    from gansweep.wandb_pieces import BLOCK, last_step, records
+
+    run = wandb.init(project="p", mode="offline", dir=tmp_path, reinit="create_new")
+    for step in range(1, 3001):
+        run.log({"trainer/iter": step, "note": "x" * (step % 97)}, step=step, commit=True)
+    run.finish()
+    (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    OfflineRun(log)  # waits for W&B's last record
+    whole = log.read_bytes()
+    assert len(whole) > 8 * BLOCK
+    assert last_step(log) == 3000
+    for cut in (len(whole) - BLOCK - 5, 3 * BLOCK + 1000, BLOCK + 3):
+        log.write_bytes(whole[:cut])
+        steps = [r.history.step.num for r in records(log)
+                 if r.WhichOneof("record_type") == "history"]
+        assert steps == list(range(1, len(steps) + 1))
+        assert last_step(log) == (steps[-1] if steps else None)

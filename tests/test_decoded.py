@@ -101,6 +101,7 @@ def test_a_pickled_cache_carries_a_path_not_the_pixels(celeba, tmp_path):
     torch.testing.assert_close(pickle.loads(blob)[7][0], cached[7][0], rtol=0, atol=0)
 
 
+@pytest.mark.slow  # 4 s: two processes
 def test_two_jobs_building_at_once_build_it_once(celeba, tmp_path):
     script = textwrap.dedent(f"""
         from gansweep.data import decoded, sets

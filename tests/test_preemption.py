@@ -73,6 +73,7 @@ def test_outside_submitit_the_signal_is_left_alone(make_cfg, monkeypatch):
     assert json.loads((run / "summary.json").read_text())["iters_done"] == 6
 
 
+@pytest.mark.slow  # 2.6 s; the fast subset signals a run alone
 def test_a_packed_job_signalled_checkpoints_every_seed_and_resumes_as_never_signalled(
         make_cfg, tmp_path, submitit_job):
     from gansweep.runs import seed_run_dirs

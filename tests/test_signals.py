@@ -31,7 +31,10 @@ def same_files(run, straight, names=("train.csv", "recon.csv", "summary.json")):
         assert (run / name).read_text() == (straight / name).read_text(), name
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+# the fast subset keeps SIGTERM's case (about 2 s each); the others take the same path
+@pytest.mark.parametrize("signum", [signal.SIGTERM,
+                                    *(pytest.param(s, marks=pytest.mark.slow)
+                                      for s in (signal.SIGINT, signal.SIGUSR1))])
 def test_a_signal_stops_at_the_iteration_with_a_checkpoint_and_the_rerun_resumes(
         make_cfg, tmp_path, signum):
     cfg = make_cfg(*SHIPPED)
@@ -91,6 +94,7 @@ def test_in_a_submitit_job_sigterm_checkpoints_and_training_goes_on(make_cfg, tm
     assert json.loads((run / "summary.json").read_text())["iters_done"] == 6
 
 
+@pytest.mark.slow  # 3.7 s; the fast subset stops a run alone
 def test_a_packed_job_stopped_by_sigterm_resumes_every_seed_as_never_stopped(make_cfg,
                                                                             tmp_path):
     from gansweep.runs import seed_run_dirs

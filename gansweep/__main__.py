@@ -9,7 +9,7 @@ from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import gansweep.runs  # noqa: F401  (registers the run-directory resolvers the config uses)
+import gansweep.rundir.names  # noqa: F401  (registers the run-directory resolvers the config uses)
 from gansweep.errors import GansweepError
 
 log = logging.getLogger("gansweep")
@@ -31,9 +31,9 @@ def main(cfg: DictConfig) -> float | None:
     # torch/lightning import after Hydra parses the CLI
     from gansweep.cli import describe_os_error
     from gansweep.job import run_dirs, train
-    from gansweep.lock import RunDirectoryBusy
     from gansweep.objective import job_objective
-    from gansweep.signals import Interrupted
+    from gansweep.rundir.lock import RunDirectoryBusy
+    from gansweep.training.signals import Interrupted
 
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> float | None:
         log.exception(f"gansweep: run {cfg.run_dir} failed")
         record_failure(cfg, error)
     # In a sweep a failed run is recorded, not raised: Hydra would stop at the first failed
-    # job's exception before the table; the table lists it and the sweep exits 1 (report.py).
+    # job's exception before the table; the table lists it and the sweep exits 1 (report/table.py).
     # Its objective is None: a failed trial to an optimisation sweeper.
     return job_objective(list(run_dirs(cfg).values()), cfg.objective)
 

@@ -19,11 +19,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
-from gansweep import records
 from gansweep.cli import non_negative_int, positive_float, positive_int, run_command
 from gansweep.errors import GansweepError, build
-from gansweep.gan import GAN, differing_networks
-from gansweep.recon import Reconstruction, ReconSettings, reconstruct
+from gansweep.method.reconstruction import ReconSettings, Reconstruction, reconstruct
+from gansweep.rundir import records
+from gansweep.training.gan import GAN, differing_networks
 
 
 def load_generator(checkpoint: str | Path) -> tuple[torch.nn.Module, int]:

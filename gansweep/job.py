@@ -3,14 +3,14 @@
 `train(cfg)` takes a composed config, so tests call it directly; `python -m gansweep` wraps
 it with `@hydra.main` (see `__main__.py`). A job trains the seeds `train.seeds`, or just
 `seed`, through one path:
-1. lock every run directory (gansweep/lock.py) and skip each run that ended (its
+1. lock every run directory (gansweep/rundir/lock.py) and skip each run that ended (its
    `summary.json` says finished or diverged);
 2. group the others by the iteration their `checkpoints/last.ckpt` resumes at (0: afresh);
 3. per group: build (data, model, each run's callbacks and W&B run, the trainer), fit, and
    end each run (final test, `summary.json`; gansweep/run.py).
-One seed trains as the plain `GAN`; several train as one `PackedGAN` (gansweep/packed.py).
-Only a run alone starts over after an early divergence (gansweep/restarts.py).
-A signal stops the job as gansweep/signals.py says.
+One seed trains as the plain `GAN`; several train as one `PackedGAN` (gansweep/training/packed.py).
+Only a run alone starts over after an early divergence (gansweep/rundir/restarts.py).
+A signal stops the job as gansweep/training/signals.py says.
 """
 
 from __future__ import annotations
@@ -27,16 +27,36 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import capacity, console, lock, records, restarts, signals
-from gansweep.callbacks import IterationProgressBar, RunModule, RunTrainer, atomic_save_checkpoint
+from gansweep import console
 from gansweep.errors import GansweepError, build, naming
-from gansweep.packed import EachSeed, SeedCheckpointIO, packed_gan_factory, packed_resume_point
-from gansweep.run import (RunCallbacks, attempt_summary, check_checkpoints, check_same_settings,
-                          finish, resume_iteration, run_callbacks, run_config,
-                          write_hydra_record)
-from gansweep.runs import seed_run_dirs
-from gansweep.tracking import command_line_settings, log_summary, wandb_logger
-from gansweep.trainer import make_trainer
+from gansweep.run import (
+    RunCallbacks,
+    attempt_summary,
+    check_checkpoints,
+    check_same_settings,
+    finish,
+    resume_iteration,
+    run_callbacks,
+    run_config,
+    write_hydra_record,
+)
+from gansweep.rundir import lock, records, restarts
+from gansweep.rundir.names import seed_run_dirs
+from gansweep.training import capacity, signals
+from gansweep.training.callbacks import (
+    IterationProgressBar,
+    RunModule,
+    RunTrainer,
+    atomic_save_checkpoint,
+)
+from gansweep.training.packed import (
+    EachSeed,
+    SeedCheckpointIO,
+    packed_gan_factory,
+    packed_resume_point,
+)
+from gansweep.training.trainer import make_trainer
+from gansweep.training.wandb_logger import command_line_settings, log_summary, wandb_logger
 from gansweep.validate import validate
 
 if logging.getLogger().hasHandlers():
@@ -68,12 +88,12 @@ def packed_job(cfg: DictConfig) -> bool:
 
 
 def run_dirs(cfg: DictConfig) -> dict[int, Path]:
-    """{seed: its run directory}: the job's own for one run, else gansweep.runs'."""
+    """{seed: its run directory}: the job's own for one run, else gansweep.rundir.names'."""
     return seed_run_dirs(cfg) if packed_job(cfg) else {cfg.seed: Path(cfg.run_dir)}
 
 
 def locked_dirs(cfg: DictConfig, dirs: dict[int, Path]) -> list[Path]:
-    """The directories the job's process holds (gansweep/lock.py): its runs', and a packed
+    """The directories the job's process holds (gansweep/rundir/lock.py): its runs', and a packed
     job's own (its resume point); on rank 0 only, as the ranks of a DDP job are one writer."""
     if rank_zero_only.rank != 0:
         return []
@@ -216,7 +236,7 @@ def build_group(cfg: DictConfig, configs: dict[int, DictConfig], dirs: dict[int,
 
 def train_attempt(cfg: DictConfig, dirs: dict[int, Path], callbacks, start: int) -> str:
     """One attempt at the runs of `dirs`: "done", "preempted" or "restart" (a run alone that
-    diverged early, gansweep/restarts.py)."""
+    diverged early, gansweep/rundir/restarts.py)."""
     first_seed, first_dir = next(iter(dirs.items()))
     attempt = restarts.attempts_archived(first_dir) if len(dirs) == 1 else 0
     configs = prepare_runs(cfg, dirs, attempt)

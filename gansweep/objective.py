@@ -15,8 +15,8 @@ import math
 import statistics
 from pathlib import Path
 
-from gansweep import records
 from gansweep.errors import GansweepError
+from gansweep.rundir import records
 
 log = logging.getLogger("gansweep")
 

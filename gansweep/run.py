@@ -1,7 +1,7 @@
 """One run (one seed of a job): its config, the callbacks that write its files, the checks
 before it resumes, and how it ends (final test, `summary.json`, the closing line).
 
-A job (gansweep/job.py) trains one run alone, or several packed (gansweep/packed.py); each
+A job (gansweep/job.py) trains one run alone, or several packed (gansweep/training/packed.py); each
 run is made and ends the same way, so its files do not depend on how it was trained.
 """
 
@@ -15,13 +15,18 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from gansweep import records, restarts
-from gansweep.callbacks import (IterationCheckpoint, LossHistory, RunModule, RunningRecon,
-                                SampleGrids)
 from gansweep.evaluate import load_generator, save_comparison
-from gansweep.gan import LOSS_COLUMNS, differing_networks
-from gansweep.recon import ReconSettings, reconstruct
-from gansweep.runs import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
+from gansweep.method.reconstruction import ReconSettings, reconstruct
+from gansweep.rundir import records, restarts
+from gansweep.rundir.names import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
+from gansweep.training.callbacks import (
+    IterationCheckpoint,
+    LossHistory,
+    RunModule,
+    RunningRecon,
+    SampleGrids,
+)
+from gansweep.training.gan import LOSS_COLUMNS, differing_networks
 from gansweep.validate import ConfigError
 
 
@@ -125,12 +130,15 @@ def changed_settings(saved: DictConfig, run_cfg: DictConfig,
     only where that setting itself does not differ (`train.lr` given on the first command
     line, left to `${arch.lr}` on this one). train.iters may change for a run that has not
     ended: its batches and codes are functions of the iteration alone, so going on to
-    another last iteration gives what that train.iters would have given from the start."""
+    another last iteration gives what that train.iters would have given from the start.
+    A `_target_` names where the code that builds a node lives, not a setting: it changes
+    when gansweep's modules move, and what it builds is chosen by the settings beside it."""
     unchanging = [*unchanging_keys(), *LOCATIONS, *(() if ended else ("train.iters",))]
     chosen = chosen_settings(run_cfg)
     changed = {}
     for key, (value, refers_to) in chosen.items():
-        if _within(key, unchanging) or (refers_to and _within(refers_to, unchanging)):
+        if _within(key, unchanging) or (refers_to and _within(refers_to, unchanging)) \
+                or key.rpartition(".")[2] == "_target_":
             continue
         before = OmegaConf.select(saved, key, default=_ABSENT)
         if isinstance(before, (DictConfig, ListConfig)):

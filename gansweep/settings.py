@@ -10,7 +10,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from gansweep.losses import LOSSES, PENALTIES
+from gansweep.method.losses import LOSSES, PENALTIES
 
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -46,24 +46,24 @@ class Train:
     # each read waits for the queued kernels. Never changes results: every iteration gets its
     # row, and a divergence stops the run at the iteration it happened.
     log_every: int = positive(50)
-    # torch.compile of G and D for training (gansweep/gan.py): null (eager) or a mode.
+    # torch.compile of G and D for training (gansweep/training/gan.py): null (eager) or a mode.
     # Compiled kernels round differently, so it is part of a run's name; see README
     # "Training speed" for what it gains and costs.
     compile: Optional[str] = one_of(None, [None, *COMPILE_MODES])
     # The paper: "WN runs may fail in the first few iterations; a restart fixes it". A run
     # that diverges at this iteration or earlier starts over with a new seed, at most
-    # max_restarts times; 0: never (gansweep/restarts.py).
+    # max_restarts times; 0: never (gansweep/rundir/restarts.py).
     restart_on_early_divergence: int = whole(0)
     max_restarts: int = whole(3)
     optimizer: Any = field(default_factory=optimizer)  # built by Hydra, lr from train.lr
-    # Several seeds in one job, packed into one network (gansweep/packed.py): e.g. [0,1,2,3]
+    # Several seeds in one job, packed into one network (gansweep/training/packed.py): e.g. [0,1,2,3]
     # trains seed=0..3 at once, each written as its own run. null: one run, of `seed`.
     seeds: Optional[list] = None
 
 
 @dataclass
 class Recon:
-    """The paper's running test (gansweep/recon.py, callbacks.RunningRecon)."""
+    """The paper's running test (gansweep/method/reconstruction.py, callbacks.RunningRecon)."""
     every: int = positive(250)  # iterations between tests; the paper: 1000
     n_images: int = positive(200)  # the first 200 held-out images, as in the paper
     steps: int = whole(50)  # RMSProp steps on z, from z = 0
@@ -112,13 +112,13 @@ class Dataset:
 
 @dataclass
 class Loss:
-    """conf/loss/<name>.yaml (gansweep/losses.py)."""
+    """conf/loss/<name>.yaml (gansweep/method/losses.py)."""
     name: str = one_of(MISSING, list(LOSSES))
 
 
 @dataclass
 class Penalty:
-    """conf/penalty/<name>.yaml (gansweep/losses.py): `weight` times the penalty is added to
+    """conf/penalty/<name>.yaml (gansweep/method/losses.py): `weight` times the penalty is added to
     D's loss; none has no weight."""
     name: str = one_of(MISSING, PENALTIES)
     weight: Optional[float] = positive(None)

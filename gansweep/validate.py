@@ -14,8 +14,8 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
-from gansweep.losses import NO_PENALTY
-from gansweep.runs import shipped_config
+from gansweep.method.losses import NO_PENALTY
+from gansweep.rundir.names import shipped_config
 from gansweep.settings import Dataset, Loss, Penalty, Settings
 
 

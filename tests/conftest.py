@@ -22,7 +22,7 @@ settings.register_profile("ci", max_examples=40, derandomize=True, database=None
 settings.register_profile("explore", max_examples=400, derandomize=False)
 settings.load_profile("ci")
 
-import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+import gansweep.rundir.names  # noqa: F401  (resolvers the root config uses)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -67,7 +67,7 @@ def compose_config(tmp_path, *overrides, tiny: bool = True):
 def train_packed(tmp_path, seeds, *overrides, callbacks=(), tiny: bool = True) -> dict:
     """Trains `seeds` packed (`train.seeds`); {seed: its run directory}."""
     from gansweep.job import train
-    from gansweep.runs import seed_run_dirs
+    from gansweep.rundir.names import seed_run_dirs
 
     cfg = compose_config(tmp_path, f"train.seeds=[{','.join(map(str, seeds))}]", *overrides,
                          tiny=tiny)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, run_module
-from gansweep import records
+
 from gansweep.cli import describe_os_error, run_command
+from gansweep.rundir import records
 
 QUICK = [*TINY, "train.iters=2", "recon.every=2", "train.ckpt_every=2", "train.sample_every=2"]
 
@@ -138,7 +138,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_names_the_file_whose_write_failed(small_disk):
     """A buffered write's ENOSPC carries no file name: each writer names its file."""
     from gansweep.data.split import Split, save_split
-    from gansweep.history import IterationCsv, write_json
+    from gansweep.rundir.durable import IterationCsv, write_json
 
     disk = small_disk("64k")
     (disk / "filler").write_bytes(b"x" * 60 * 1024)

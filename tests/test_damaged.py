@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CrashAt, compose_config, train_run
+
 from gansweep.cli import run_command
 from gansweep.errors import DamagedFile
 from gansweep.evaluate import main as evaluate
-from gansweep.report import report
 from gansweep.job import train
+from gansweep.report.table import report
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """`python -m gansweep.report ... --wandb-report ENTITY/PROJECT`: a W&B Report built from a
-real sweep's offline runs (gansweep/dashboard.py), checked against what W&B wrote on disk.
+real sweep's offline runs (gansweep/report/dashboard.py), checked against what W&B wrote on disk.
 Saving to a W&B server cannot be tested here: --dry-run writes what saving would send, which
 the tests read back through wandb-workspaces' own models and filter parser."""
 

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import NORMS
 from torch import nn
 
-from conftest import NORMS
-from gansweep.layers import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
+from gansweep.method.layers import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
 from gansweep.nets.dcgan import Discriminator, Generator, dcgan_levels
-
 
 
 @pytest.mark.parametrize("size, levels, final", [(16, 2, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4),

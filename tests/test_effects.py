@@ -1,4 +1,4 @@
-"""Effect sizes over seeds (gansweep/effects.py) against a hand-computed case and scipy, and
+"""Effect sizes over seeds (gansweep/report/effects.py) against a hand-computed case and scipy, and
 by their error rates in a seeded Monte Carlo."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gansweep.effects import finding, log_difference_test, relative_effect
+from gansweep.report.effects import finding, log_difference_test, relative_effect
 
 
 def test_a_two_by_two_case_computed_by_hand():

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, TINY_RUN, run_gansweep
-from gansweep.runs import run_name
+
+from gansweep.rundir.names import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -4,10 +4,10 @@ import itertools
 import json
 
 import pytest
+from conftest import run_gansweep
 from hydra import compose, initialize_config_module
 
-from conftest import run_gansweep
-from gansweep.runs import wandb_group  # the module registers the root config's resolvers
+from gansweep.rundir.names import wandb_group  # the module registers the root config's resolvers
 
 GRID = {"norm": ["vanilla", "bn", "wn"], "arch": ["dcgan", "resnet"],
         "dataset": ["celeba", "lsun_bedroom", "cifar10"]}

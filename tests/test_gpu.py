@@ -9,8 +9,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TINY_RUN, compose_config, numbers, train_packed, train_run
+
 from gansweep.benchmark.train import SETTINGS
 from gansweep.job import train
 
@@ -37,9 +37,9 @@ def gpu_share():
 
 
 def test_copies_too_many_for_the_gpu_end_naming_a_count_that_then_fits(tmp_path, gpu_share):
-    from gansweep import capacity
     from gansweep.errors import GansweepError
-    from gansweep.packed import packed_gan_factory
+    from gansweep.training import capacity
+    from gansweep.training.packed import packed_gan_factory
 
     cfg = compose_config(tmp_path, *DCGAN64, tiny=False)
     build = packed_gan_factory(cfg, list(range(8)))

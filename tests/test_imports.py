@@ -61,5 +61,68 @@ def test_the_search_finds_a_circle_where_there_is_one():
 
 def test_gansweeps_modules_import_one_another_without_a_circle():
     edges = graph()
-    assert "gansweep.job" in edges and "gansweep.capacity" in edges["gansweep.job"]
+    assert "gansweep.job" in edges and "gansweep.training.capacity" in edges["gansweep.job"]
     assert cycle(edges) is None, " -> ".join(cycle(edges))
+
+
+# --- The layering: each folder is one role, and a role uses only those below it ------------
+
+# folder -> the gansweep modules (and folders) its modules may import; `__main__` modules
+# are entry points, which may import anything
+MAY_IMPORT = {
+    "method": {"method"},  # pure torch: no training, no files, no run
+    "nets": {"method", "nets"},
+    "data": {"data", "errors"},
+    "rundir": {"rundir", "errors", "method.losses"},  # losses: a record's loss by default
+    "training": {"training", "method", "rundir", "errors", "validate"},
+    # the report reads runs only through the records (and names them as runs are named)
+    "report": {"report", "rundir.records", "rundir.names", "errors", "cli"},
+}
+# what no module of the method may import, beyond gansweep's own
+THIRD_PARTY_OUTSIDE_THE_METHOD = ("lightning", "pytorch_lightning", "hydra", "omegaconf",
+                                  "wandb")
+
+
+def allowed(target: str, folders: set[str]) -> bool:
+    """Whether module `target` (gansweep.x.y) is within one of `folders` (x or x.y); the
+    package of a folder itself (`from gansweep.rundir import records` names it) is nothing."""
+    name = target.removeprefix("gansweep.")
+    if name in MAY_IMPORT or name == "gansweep":
+        return True
+    return any(name == f or name.startswith(f"{f}.") for f in folders)
+
+
+def layering_breaches(edges: dict[str, set[str]]) -> list[str]:
+    breaches = []
+    for module, targets in sorted(edges.items()):
+        parts = module.split(".")
+        if len(parts) < 3 or parts[1] not in MAY_IMPORT or parts[-1] == "__main__":
+            continue
+        breaches += [f"{module} imports {t}" for t in sorted(targets)
+                     if not allowed(t, MAY_IMPORT[parts[1]])]
+    return breaches
+
+
+def test_the_layering_check_finds_a_breach_where_there_is_one():
+    edges = {"gansweep.method.norms": {"gansweep.training.gan"},
+             "gansweep.report.table": {"gansweep.rundir.records", "gansweep.rundir.durable"},
+             "gansweep.nets.__main__": {"gansweep.rundir.names"}}
+    assert layering_breaches(edges) == [
+        "gansweep.method.norms imports gansweep.training.gan",
+        "gansweep.report.table imports gansweep.rundir.durable"]
+
+
+def test_each_folder_imports_only_the_roles_below_it():
+    edges = graph()
+    assert {"gansweep.method.norms", "gansweep.report.table"} <= set(edges)
+    assert layering_breaches(edges) == []
+
+
+def test_the_method_is_pure_torch():
+    for path in (PACKAGE / "method").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                assert name.split(".")[0] not in THIRD_PARTY_OUTSIDE_THE_METHOD, \
+                    f"{path.name} imports {name}"

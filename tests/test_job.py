@@ -9,13 +9,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-
 from conftest import compose_config, train_packed, train_run
-from gansweep.callbacks import RunModule, RunTrainer
-from gansweep.gan import GAN
+
 from gansweep.job import build_group, run_dirs
-from gansweep.packed import EachSeed, SeedModule, SeedTrainer, packed_gan_factory
 from gansweep.run import run_config
+from gansweep.training.callbacks import RunModule, RunTrainer
+from gansweep.training.gan import GAN
+from gansweep.training.packed import EachSeed, SeedModule, SeedTrainer, packed_gan_factory
 
 
 def members(protocol) -> set[str]:
@@ -79,17 +79,17 @@ def global_rngs() -> tuple:
 @pytest.mark.parametrize("seed", [0, 3])
 def test_a_packed_seed_is_built_from_the_global_rngs_its_run_alone_has(tmp_path, monkeypatch,
                                                                        seed):
-    import gansweep.gan
+    import gansweep.training.gan
 
     seen = []  # the global RNGs each time a G is built
-    build = gansweep.gan.instantiate
+    build = gansweep.training.gan.instantiate
 
     def recording(node, *args, **kwargs):
         if node is not None and "generator" in str(node.get("_target_", "")).lower():
             seen.append(global_rngs())
         return build(node, *args, **kwargs)
 
-    monkeypatch.setattr(gansweep.gan, "instantiate", recording)
+    monkeypatch.setattr(gansweep.training.gan, "instantiate", recording)
     built(tmp_path / "alone", f"seed={seed}")
     (alone,) = seen
     seen.clear()

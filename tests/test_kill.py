@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CrashAt, train_run
-from gansweep.gan import LOSS_COLUMNS
-from gansweep.history import IterationCsv
-from gansweep.job import train
 from wandb_files import check_each_iteration_once, offline_runs, readme_sync_lists
+
+from gansweep.job import train
+from gansweep.rundir.durable import IterationCsv
+from gansweep.training.gan import LOSS_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gansweep.benchmark.train import OpCounter
-from gansweep.layers import (
+from gansweep.method.layers import (
     TPReLU,
     WNAddition,
     WNConv2d,

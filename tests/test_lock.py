@@ -1,4 +1,4 @@
-"""One writer per run directory (gansweep/lock.py): a second process stops at once naming the
+"""One writer per run directory (gansweep/rundir/lock.py): a second process stops at once naming the
 holder, a holder killed with SIGKILL blocks nothing, a file system without locks warns."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import sys
 
 import pytest
 
-from gansweep import lock
-from gansweep.lock import RunDirectoryBusy
 from gansweep.job import train
+from gansweep.rundir import lock
+from gansweep.rundir.lock import RunDirectoryBusy
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from gansweep import lock
+from gansweep.rundir import lock
 lock.acquire(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(120)
@@ -73,7 +73,7 @@ def test_train_on_a_run_directory_another_process_trains_touches_nothing(holder,
 
 
 def test_a_packed_job_holds_each_of_its_seeds_directories(make_cfg, tmp_path):
-    from gansweep.runs import seed_run_dirs
+    from gansweep.rundir.names import seed_run_dirs
 
     cfg = make_cfg("train.seeds=[0,1]")
     with lock.hold([seed_run_dirs(cfg)[1]]):  # seed 1 is another job's

@@ -1,4 +1,4 @@
-"""The `loss` and `penalty` axes (gansweep/losses.py): each loss against its formula, each
+"""The `loss` and `penalty` axes (gansweep/method/losses.py): each loss against its formula, each
 penalty's gradient through every layer kind against finite differences, and runs."""
 
 import json
@@ -6,11 +6,19 @@ import math
 
 import pytest
 import torch
+from conftest import (
+    ARCHS,
+    NORMS,
+    CrashAt,
+    choices,
+    compose_config,
+    numbers,
+    run_gansweep,
+    train_run,
+)
 from hydra.utils import instantiate
 
-from conftest import (ARCHS, NORMS, CrashAt, choices, compose_config, numbers, run_gansweep,
-                      train_run)
-from gansweep.losses import LOSSES, PENALTY_POINTS, Penalty, gradient_penalty
+from gansweep.method.losses import LOSSES, PENALTY_POINTS, Penalty, gradient_penalty
 
 # D's logits on a batch of three real and three fake images
 REAL, FAKE = [2.0, -0.5, 0.0], [-1.0, 3.0, 0.5]

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import TINY, run_gansweep
 
-from gansweep import records
 from gansweep.objective import job_objective, run_objective
+from gansweep.rundir import records
 
 
 def write(run_dir, status, **results):

@@ -1,13 +1,13 @@
-"""A packed network (gansweep/packing.py) computes what its K copies compute apart."""
+"""A packed network (gansweep/training/stacking.py) computes what its K copies compute apart."""
 
 import pytest
 import torch
 from conftest import ARCHS, NORMS, compose_config
 from hydra.utils import instantiate
 
-from gansweep.gan import GAN
-from gansweep.packed import PackedGAN
-from gansweep.packing import Packed
+from gansweep.training.gan import GAN
+from gansweep.training.packed import PackedGAN
+from gansweep.training.stacking import Packed
 
 K, BATCH, SIZE = 3, 4, 16
 LR = 1e-3

@@ -1,11 +1,18 @@
-"""Packing and unpacking checkpoints (gansweep/packing.py): pure functions of dicts, tested
+"""Packing and unpacking checkpoints (gansweep/training/stacking.py): pure functions of dicts, tested
 on checkpoints made by hand, nothing trained."""
 
 import torch
 from torch import nn
 
-from gansweep.packing import (SEED_CALLBACKS, Packed, pack_checkpoints, slice_optimizer_state,
-                              stack_optimizer_states, state_names, unpack_checkpoint)
+from gansweep.training.stacking import (
+    SEED_CALLBACKS,
+    Packed,
+    pack_checkpoints,
+    slice_optimizer_state,
+    stack_optimizer_states,
+    state_names,
+    unpack_checkpoint,
+)
 
 K = 3
 

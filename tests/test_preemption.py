@@ -9,8 +9,8 @@ import signal
 
 import pytest
 import torch
-
 from conftest import SignalAt, train_run
+
 from gansweep.job import train
 
 
@@ -76,7 +76,7 @@ def test_outside_submitit_the_signal_is_left_alone(make_cfg, monkeypatch):
 @pytest.mark.slow  # 2.6 s; the fast subset signals a run alone
 def test_a_packed_job_signalled_checkpoints_every_seed_and_resumes_as_never_signalled(
         make_cfg, tmp_path, submitit_job):
-    from gansweep.runs import seed_run_dirs
+    from gansweep.rundir.names import seed_run_dirs
 
     cfg = make_cfg("train.seeds=[0,1]")
     train(cfg, callbacks=[SignalAt(4)])

@@ -8,11 +8,11 @@ import json
 import lightning as L
 import pytest
 import torch
+from conftest import PoisonGenerator, train_run
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import PoisonGenerator, train_run
-from gansweep.gan import GAN
 from gansweep.job import train
+from gansweep.training.gan import GAN
 
 # ops that copy a tensor's value to the host: item(), bool(), float(), an `if` on a tensor
 HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select",

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from gansweep.method.reconstruction import PAPER_BATCH, ReconSettings, reconstruct
 from gansweep.nets.dcgan import Generator
-from gansweep.recon import PAPER_BATCH, ReconSettings, reconstruct
 
 
 def make_generator(norm="bn"):
@@ -133,8 +133,8 @@ def test_out_of_memory_for_a_single_image_is_raised():
 
 
 def test_the_running_test_starts_from_the_chunk_that_fitted(images, tmp_path):
-    from gansweep import records
-    from gansweep.callbacks import RunningRecon
+    from gansweep.rundir import records
+    from gansweep.training.callbacks import RunningRecon
 
     recon = RunningRecon(1, 1, len(images), ReconSettings(steps=3, chunk_size=64),
                          records.recon_history(tmp_path), tmp_path / "best.ckpt")
@@ -151,16 +151,16 @@ def test_the_running_test_starts_from_the_chunk_that_fitted(images, tmp_path):
 
 def test_a_labelled_reconstruction_shows_its_progress_and_an_unlabelled_one_is_silent(
         images, capsys, monkeypatch):
-    import gansweep.recon
+    import gansweep.method.reconstruction
 
     counted = []  # (image-steps done, total) of each bar when it closes
 
-    class Counting(gansweep.recon.tqdm):
+    class Counting(gansweep.method.reconstruction.tqdm):
         def close(self):
             counted.append((self.n, self.total))
             super().close()
 
-    monkeypatch.setattr(gansweep.recon, "tqdm", Counting)
+    monkeypatch.setattr(gansweep.method.reconstruction, "tqdm", Counting)
     g = make_generator()
     settings = ReconSettings(steps=4, chunk_size=16)
     quiet = reconstruct(g, images, settings)

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY, CrashAt
 from omegaconf import OmegaConf
 
-from conftest import TINY, CrashAt
-from gansweep.report import main
 from gansweep.job import train
+from gansweep.report.table import main
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
 def test_variants_that_differ_in_the_norm_are_compared_with_an_interval(sweep, tmp_path):
     """wn against vanilla, final and running loss, over the finished runs; the unfinished
     third wn seed is counted beside the statistics, not in them."""
-    from gansweep.effects import finding, relative_effect
+    from gansweep.report.effects import finding, relative_effect
 
     md = main([str(sweep), "--out", str(tmp_path)])
     vanilla, wn = summaries(sweep, "vanilla"), summaries(sweep, "wn")
@@ -190,7 +190,7 @@ def test_the_table_from_a_wandb_project_matches_the_one_from_files(sweep, tmp_pa
 
 
 def test_a_torn_recon_row_is_left_out_by_the_report_as_by_the_resuming_writer(tmp_path):
-    from gansweep import records
+    from gansweep.rundir import records
 
     (tmp_path / "recon.csv").write_text("iter,recon_mse\n3,0.5\n6,0.25\n9,0.1")
     with open(tmp_path / "recon.csv", "a") as f:
@@ -214,7 +214,7 @@ def write_run(run_dir: Path, norm: str, arch: str, dataset: str, seed: int, loss
 
 
 def test_rows_of_the_papers_setting_show_its_numbers_and_the_difference(tmp_path):
-    from gansweep.paper import SOURCE
+    from gansweep.report.paper import SOURCE
 
     runs = tmp_path / "runs"
     for seed, final in ((0, 0.0060), (1, 0.0056)):

@@ -2,13 +2,20 @@
 
 import pytest
 import torch
+from conftest import NORMS
 from torch import nn
 
-from gansweep.layers import (Addition, ChannelAffine, TPReLU, WNAddition, WNConv2d,
-                             WNConvTranspose2d, WNLinear)
+from gansweep.method.layers import (
+    Addition,
+    ChannelAffine,
+    TPReLU,
+    WNAddition,
+    WNConv2d,
+    WNConvTranspose2d,
+    WNLinear,
+)
+from gansweep.method.norms import VARIANTS, layers_for
 from gansweep.nets.resnet import DBlock, Discriminator, GBlock, Generator
-from conftest import NORMS
-from gansweep.norms import VARIANTS, layers_for
 
 SMALL = dict(widths=(8, 16, 16, 32, 32), blocks=2)
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import CrashAt, PoisonGenerator, train_run
-from gansweep import restarts
-from gansweep.report import collect, table_rows
+
 from gansweep.job import train
+from gansweep.report.table import collect, table_rows
+from gansweep.rundir import restarts
 
 pytestmark = pytest.mark.slow
 RESTART = ["train.iters=6", "train.restart_on_early_divergence=3"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gansweep.runs import MAX_NAME, run_name, sweep_name, wandb_group
+from gansweep.rundir.names import MAX_NAME, run_name, sweep_name, wandb_group
 
 
 def test_run_name_is_the_override_dirname_or_default():

@@ -1,4 +1,4 @@
-"""Packed seeds (`train.seeds`, gansweep/packed.py): each seed is the run it would be alone."""
+"""Packed seeds (`train.seeds`, gansweep/training/packed.py): each seed is the run it would be alone."""
 
 import csv
 import json
@@ -7,9 +7,18 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import (
+    ARCHS,
+    NORMS,
+    TINY,
+    CrashAt,
+    compose_config,
+    numbers,
+    run_gansweep,
+    train_packed,
+    train_run,
+)
 
-from conftest import (ARCHS, NORMS, TINY, CrashAt, compose_config, numbers, run_gansweep,
-                      train_packed, train_run)
 from gansweep.job import train
 
 pytestmark = pytest.mark.slow
@@ -259,8 +268,8 @@ def test_a_failing_packed_job_records_each_seed_as_failed(tmp_path, monkeypatch,
 def out_of_memory_beyond(monkeypatch, copies: int, after_calls: int = 0):
     """A GPU (mocked: there is none here) on which a packed network of more than `copies`
     copies runs out of memory, from its `after_calls`-th forward call on."""
-    from gansweep import capacity
-    from gansweep.packing import Packed
+    from gansweep.training import capacity
+    from gansweep.training.stacking import Packed
 
     forward, calls = Packed.forward, []
 
@@ -285,8 +294,8 @@ def test_copies_that_run_out_of_gpu_memory_end_the_job_naming_how_many_fit(
         tmp_path, monkeypatch, free_gib, message):
     """One and two copies' iterations are measured for real (here on the CPU) once the
     three did not fit; nothing of the failed attempt is left as a result."""
-    from gansweep import capacity
     from gansweep.errors import GansweepError
+    from gansweep.training import capacity
 
     out_of_memory_beyond(monkeypatch, copies=2)
     monkeypatch.setattr(capacity, "free_bytes", lambda: free_gib * capacity.GIB)
@@ -310,6 +319,6 @@ def test_running_out_of_memory_after_the_first_iteration_is_not_blamed_on_the_co
     (5, 12, 40, 5),  # one copy under the growth (noise): nothing fixed
 ])
 def test_the_largest_count_that_fits(one, two, free, fits):
-    from gansweep.capacity import largest_count
+    from gansweep.training.capacity import largest_count
 
     assert largest_count(one, two, free) == fits

@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
+from conftest import ARCHS, DATASETS, NORMS, choices
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
-
-from conftest import ARCHS, DATASETS, NORMS, choices
 
 # What the README and conf/ document as never changing a run's results
 NEVER_CHANGE_RESULTS = [
@@ -36,7 +35,7 @@ def test_the_learning_rate_reaches_both_optimisers_on_the_default_data(arch, key
 
 def test_settings_that_never_change_results_are_left_out_of_run_names_and_rows():
     # the run directory (hydra.job.override_dirname) and the report's rows
-    # (gansweep.runs.result_settings) both leave out exclude_keys
+    # (gansweep.rundir.names.result_settings) both leave out exclude_keys
     excluded = composed(hydra=True).hydra.job.config.override_dirname.exclude_keys
     missing = [key for key in NEVER_CHANGE_RESULTS if key not in excluded]
     assert not missing, f"documented as never changing results, yet split runs: {missing}"
@@ -97,19 +96,19 @@ def resnet_widths(net, kind, channels=3):
 
 
 def seed_run_dirs(cfg):
-    from gansweep.runs import seed_run_dirs
+    from gansweep.rundir.names import seed_run_dirs
 
     return seed_run_dirs(cfg)
 
 
 def restarts_allowed(built):
-    from gansweep import restarts
+    from gansweep.rundir import restarts
 
     return [sum(restarts.wanted(built.cfg.train, 0, attempt) for attempt in range(50))]
 
 
 def latest_restart_iteration(built):
-    from gansweep import restarts
+    from gansweep.rundir import restarts
 
     return [max(i for i in range(50) if restarts.wanted(built.cfg.train, i, 0))]
 
@@ -210,7 +209,7 @@ REACHES = {
                                      []),
     "trainer.enable_model_summary": (True, lambda b: [any("ModelSummary" in type(c).__name__
                                                           for c in b.trainer.callbacks)], []),
-    # with W&B on, W&B is the logger (gansweep/tracking.py) and this one is not used
+    # with W&B on, W&B is the logger (gansweep/training/wandb_logger.py) and this one is not used
     "trainer.logger": (True, lambda b: [b.trainer.logger is not None], []),
     "trainer.log_every_n_steps": (5, lambda b: [b.trainer.log_every_n_steps], []),
     "trainer.num_sanity_val_steps": (2, lambda b: [b.trainer.num_sanity_val_steps], []),
@@ -232,9 +231,9 @@ class Built:
     def __init__(self, cfg, run_dir, downloads):
         import torch
 
-        from gansweep import records
         from gansweep.job import build_group
         from gansweep.run import recon_settings
+        from gansweep.rundir import records
 
         self.cfg, self.downloads = cfg, downloads
         group = build_group(cfg, {cfg.seed: cfg}, {cfg.seed: Path(run_dir)})
@@ -259,8 +258,8 @@ class Built:
 def test_an_override_reaches_what_it_names(setting, tmp_path, monkeypatch):
     import torch
     import torchvision
-
     from conftest import compose_config
+
     from gansweep.data import fakes
     from gansweep.validate import validate
 

@@ -1,4 +1,4 @@
-"""Interrupted is not done (gansweep/signals.py): SIGTERM, SIGINT and an unhandled SIGUSR stop a
+"""Interrupted is not done (gansweep/training/signals.py): SIGTERM, SIGINT and an unhandled SIGUSR stop a
 run at the end of the iteration with a checkpoint, and the process ends non-zero with one
 line; the same command then resumes to the uninterrupted result. With the shipped defaults:
 the progress bar on and W&B offline."""
@@ -12,10 +12,10 @@ import signal
 import lightning as L
 import pytest
 import torch
-
 from conftest import SignalAt, numbers, train_run
-from gansweep.signals import Interrupted, stop_at_once
+
 from gansweep.job import train
+from gansweep.training.signals import Interrupted, stop_at_once
 
 # what a user runs: the bar and W&B as shipped
 SHIPPED = ["trainer.enable_progress_bar=true", "wandb.mode=offline"]
@@ -97,7 +97,7 @@ def test_in_a_submitit_job_sigterm_checkpoints_and_training_goes_on(make_cfg, tm
 @pytest.mark.slow  # 3.7 s; the fast subset stops a run alone
 def test_a_packed_job_stopped_by_sigterm_resumes_every_seed_as_never_stopped(make_cfg,
                                                                             tmp_path):
-    from gansweep.runs import seed_run_dirs
+    from gansweep.rundir.names import seed_run_dirs
 
     cfg = make_cfg("train.seeds=[0,1]", *SHIPPED)
     with pytest.raises(Interrupted, match="at iteration 4"):

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_gansweep
 from wandb_files import check_each_iteration_once, offline_runs, readme_sync_lists
 
@@ -245,7 +244,7 @@ def test_a_grid_the_cluster_cannot_run_ends_with_one_line_naming_the_setting(
 
 
 def test_each_refusal_names_its_setting():
-    from gansweep.launcher import explain
+    from gansweep.slurm_preflight import explain
 
     settings = {"account": "physics", "qos": "high", "timeout_min": 9999, "partition": "gpu"}
     for error, setting in [
@@ -262,7 +261,7 @@ def test_each_refusal_names_its_setting():
 
 
 def test_the_test_submission_asks_for_what_submitit_will():
-    from gansweep.launcher import sbatch_options
+    from gansweep.slurm_preflight import sbatch_options
 
     options = sbatch_options({
         "partition": "gpu", "gpus_per_node": 4, "tasks_per_node": 4, "cpus_per_task": 8,

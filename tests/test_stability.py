@@ -1,13 +1,13 @@
-"""How far a run's running loss rose after its best (gansweep/stability.py), and the table's
+"""How far a run's running loss rose after its best (gansweep/report/stability.py), and the table's
 stability columns from real runs' recon.csv."""
 
 import shutil
 
 import pytest
 
-from gansweep import records
-from gansweep.report import main
-from gansweep.stability import run_stability, up_to_divergence, variant_stability
+from gansweep.report.stability import run_stability, up_to_divergence, variant_stability
+from gansweep.report.table import main
+from gansweep.rundir import records
 
 
 def test_a_runs_rise_is_measured_from_its_first_lowest_test():

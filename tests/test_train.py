@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator, train_run
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import ARCHS, NORMS, CrashAt, PoisonGenerator, train_run
-from gansweep.gan import LOSS_COLUMNS
 from gansweep.job import train
+from gansweep.training.gan import LOSS_COLUMNS
 
 
 def read_csv(path):
@@ -192,7 +192,7 @@ def test_divergence_is_a_result_not_a_crash(make_cfg, capsys):
 
 
 def test_a_diverged_run_shows_in_the_report(make_cfg, tmp_path):
-    from gansweep.report import main
+    from gansweep.report.table import main
 
     train(make_cfg("train.iters=12", f"run_dir={tmp_path}/sweep/wn"),
           callbacks=[PoisonGenerator(4)])
@@ -202,7 +202,7 @@ def test_a_diverged_run_shows_in_the_report(make_cfg, tmp_path):
 
 
 def test_a_run_that_trains_drops_the_failure_an_earlier_attempt_left(make_cfg):
-    from gansweep.records import write_failure
+    from gansweep.rundir.records import write_failure
 
     cfg = make_cfg()
     write_failure(Path(cfg.run_dir), cfg, ValueError("out of memory"))

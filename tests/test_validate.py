@@ -1,8 +1,8 @@
 """Bad configuration fails before training with one clear line."""
 
 import pytest
-
 from conftest import train_run
+
 from gansweep.job import train
 from gansweep.validate import ConfigError
 
@@ -126,9 +126,27 @@ def test_a_run_is_never_resumed_or_skipped_under_other_result_changing_settings(
     assert files_of(run) == finished
 
 
+def test_a_run_started_before_a_module_moved_resumes(make_cfg, tmp_path):
+    """A run directory's config.yaml names the classes that built it where they lived then
+    (the GAN module was `gansweep.gan.GAN` before the package took role folders): a resume
+    after the move goes on as the uninterrupted run."""
+    from conftest import CrashAt
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_cfg(), callbacks=[CrashAt(5)])
+    config = tmp_path / "run" / "config.yaml"
+    moved = "_target_: gansweep.training.gan.GAN"
+    assert moved in config.read_text()
+    config.write_text(config.read_text().replace(moved, "_target_: gansweep.gan.GAN"))
+    resumed = train_run(make_cfg())
+    straight = train_run(make_cfg(f"run_dir={tmp_path}/straight"))
+    for name in ("train.csv", "recon.csv"):
+        assert (resumed / name).read_text() == (straight / name).read_text()
+
+
 @pytest.mark.parametrize("devices, processes", [("1", 1), ("2", 2), ("[0,1,2]", 3), ("auto", 1)])
 def test_process_count_reads_every_form_of_trainer_devices(make_cfg, devices, processes):
-    from gansweep.trainer import distributed
+    from gansweep.training.trainer import distributed
     from gansweep.validate import process_count
 
     trainer = make_cfg(f"trainer.devices={devices}").trainer

@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, CrashAt, run_gansweep, train_run
-from gansweep.gan import LOSS_COLUMNS
-from gansweep.job import train
-from gansweep.runs import wandb_group
 from wandb_files import OfflineRun, check_each_iteration_once, offline_runs
+
+from gansweep.job import train
+from gansweep.rundir.names import wandb_group
+from gansweep.training.gan import LOSS_COLUMNS
 
 
 def recon_rows(run):
@@ -148,7 +148,7 @@ def test_the_last_step_of_a_long_piece_is_read_from_its_end(tmp_path):
     file finds."""
     import wandb
 
-    from gansweep.wandb_pieces import BLOCK, last_step, records
+    from gansweep.training.wandb_pieces import BLOCK, last_step, records
 
     run = wandb.init(project="p", mode="offline", dir=tmp_path, reinit="create_new")
     for step in range(1, 3001):

@@ -1,5 +1,5 @@
 """Reads W&B's offline run files (`run-<id>.wandb`) back, for tests: their records through
-gansweep's own reader (gansweep/wandb_pieces.py, which says why there is one), as the parts a
+gansweep's own reader (gansweep/training/wandb_pieces.py, which says why there is one), as the parts a
 test checks."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gansweep.wandb_pieces import records
+from gansweep.training.wandb_pieces import records
 
 
 def finished_records(path: Path, timeout: float = 30.0) -> list:

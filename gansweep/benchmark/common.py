@@ -9,9 +9,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import gansweep.runs  # noqa: F401  (registers the resolvers the root config uses)
-from gansweep.gan import GAN
-from gansweep.recon import PAPER_BATCH
+import gansweep.rundir.names  # noqa: F401  (registers the resolvers the root config uses)
+from gansweep.method.reconstruction import PAPER_BATCH
+from gansweep.training.gan import GAN
 
 
 def root_config(*overrides: str) -> DictConfig:

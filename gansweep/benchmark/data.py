@@ -24,8 +24,7 @@ from gansweep.benchmark.common import device_name, root_config, training_iterati
 from gansweep.cli import at_least, positive_float
 from gansweep.data import fakes
 from gansweep.errors import build
-from gansweep.recon import PAPER_BATCH
-
+from gansweep.method.reconstruction import PAPER_BATCH
 
 HOLDOUT = 100  # each fake's held-out images; the rest must hold a training batch
 DATASETS = ["digits", "mnist", "cifar10", "celeba", "lsun_bedroom"]  # those with a fake

@@ -6,7 +6,7 @@ For each architecture (the paper's widths, 64 px, WN) it measures the memory one
 work adds at its peak:
 - training: GAN iterations at batch 32 (after one warm-up iteration, so the optimisers'
   state is already there);
-- the evaluator: one z step of `gansweep.recon` over `--images` images in one chunk, whose
+- the evaluator: one z step of `gansweep.method.reconstruction` over `--images` images in one chunk, whose
   per-image figure times 2000 is what the paper's final test needs in one chunk (the
   evaluator's default on a GPU; it retries in halves when that does not fit).
 On a GPU the figure is torch's allocator peak; on a CPU the process's peak resident set
@@ -21,9 +21,9 @@ import torch
 from hydra.utils import instantiate
 
 from gansweep.benchmark.common import device_name, root_config
-from gansweep.capacity import Peak
 from gansweep.cli import positive_int
-from gansweep.recon import ReconSettings, reconstruct
+from gansweep.method.reconstruction import ReconSettings, reconstruct
+from gansweep.training.capacity import Peak
 
 ARCHS = {  # the paper's networks at 64 px (celeba's settings: only the config is used)
     "dcgan": ["arch=dcgan", "arch.generator.width=64", "arch.discriminator.width=64"],

@@ -6,7 +6,7 @@
 For each setting, norm and K it times, in one process, interleaved and repeated (medians),
 a GAN iteration (a D step on a real and a fake batch, a G step with D frozen, RMSProp) of
 - apart: K copies of G and D, each with its own optimisers, one after another;
-- packed: the K copies packed (`gansweep.packing.Packed`), one RMSProp per network over the
+- packed: the K copies packed (`gansweep.training.stacking.Packed`), one RMSProp per network over the
   stacked parameters, each copy's loss its own batch mean (their sum is what is derived, so
   each copy gets the gradient it would get alone);
 and reports model-iterations per second (K / seconds per iteration) of both, and the peak
@@ -26,11 +26,11 @@ from hydra.utils import instantiate
 from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.benchmark.memory import MIB
 from gansweep.benchmark.train import SETTINGS
-from gansweep.capacity import Peak
 from gansweep.cli import positive_int
-from gansweep.losses import batch_loss
-from gansweep.norms import VARIANTS
-from gansweep.packing import Packed
+from gansweep.method.losses import batch_loss
+from gansweep.method.norms import VARIANTS
+from gansweep.training.capacity import Peak
+from gansweep.training.stacking import Packed
 
 NORMS = ["vanilla", "bn", "wn"]
 COPIES = [1, 2, 4, 8]

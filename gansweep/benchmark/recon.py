@@ -1,11 +1,11 @@
-"""The batched evaluator (`gansweep.recon.reconstruct`) against the paper's loop.
+"""The batched evaluator (`gansweep.method.reconstruction.reconstruct`) against the paper's loop.
 
     python -m gansweep.benchmark recon
 
 It compares, on the same G, images and steps:
 - paper: the authors' loop: batches of 32, each optimised for all steps, with G's parameter
   gradients computed too (Torch7's `backward` computes both);
-- batched: `gansweep.recon.reconstruct` (all images at once, G frozen);
+- batched: `gansweep.method.reconstruction.reconstruct` (all images at once, G frozen);
 - floor: steps x (one forward + backward of the frozen G over all images), no optimiser;
 - training: GAN iterations at batch 32 (the paper's), to put the running test's cost (one
   test every `--every` iterations) next to the training it interrupts.
@@ -21,9 +21,9 @@ from hydra.utils import instantiate
 
 from gansweep.benchmark.common import device_name, root_config, timed, training_iteration_time
 from gansweep.cli import non_negative_int, positive_int
-from gansweep.gan import GAN
-from gansweep.norms import VARIANTS
-from gansweep.recon import PAPER_BATCH, ReconSettings, frozen, reconstruct
+from gansweep.method.norms import VARIANTS
+from gansweep.method.reconstruction import PAPER_BATCH, ReconSettings, frozen, reconstruct
+from gansweep.training.gan import GAN
 from gansweep.validate import validate
 
 

@@ -21,7 +21,7 @@ a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_
 `+train.optimizer.foreach=true`, RMSProp as torch runs it on a GPU).
 
 `--penalties wgan_gp dragan` adds each norm's runs with that gradient penalty (the hand loop
-adds the same penalty, `gansweep.losses`), and the cost of each as ratios to the run without.
+adds the same penalty, `gansweep.method.losses`), and the cost of each as ratios to the run without.
 
 `--compile MODE` adds a third path, gansweep with `train.compile=MODE`, the time of its
 first iteration (the compilation), and the kernels it runs in one iteration: its fused
@@ -53,8 +53,8 @@ from gansweep.benchmark.common import device_name, root_config, synchronize
 from gansweep.cli import positive_int
 from gansweep.errors import GansweepError, build
 from gansweep.job import train
-from gansweep.losses import PENALTIES
-from gansweep.norms import VARIANTS
+from gansweep.method.losses import PENALTIES
+from gansweep.method.norms import VARIANTS
 from gansweep.settings import COMPILE_MODES
 from gansweep.validate import ConfigError, validate
 

@@ -55,7 +55,7 @@ class GANData(L.LightningDataModule):
             dataset = decoded.in_memory(dataset, num_workers)
         self.dataset, self.name = dataset, name
         self.batch_size, self.iters, self.seed = batch_size, iters, seed
-        self.seeds = seeds  # packed seeds (gansweep/packed.py): each gets its own batches
+        self.seeds = seeds  # packed seeds (gansweep/training/packed.py): each gets its own batches
         # Decoded images are served by this process: a gather and a division per batch,
         # which worker processes would only slow down by copying every batch between
         # processes (README, "Data sets", has the figures).

@@ -9,7 +9,7 @@ from importlib import resources
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-import gansweep.runs  # noqa: F401  (resolvers the root config uses)
+import gansweep.rundir.names  # noqa: F401  (resolvers the root config uses)
 
 
 def choices(group: str) -> list[str]:

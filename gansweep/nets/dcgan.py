@@ -3,7 +3,7 @@
 4x4 convs with stride 2 and padding 1; widths start at `width` and double per level; the
 number of levels comes from the image size (halve while >= 8: 64 px -> 4 levels, 32 px -> 3).
 `norm` is the variant's activation norm (BN for bn, nothing for the others), `act` its
-activation (`gansweep/norms.py`).
+activation (`gansweep/method/norms.py`).
 
 D: conv(C->w) act, conv(w->2w) norm act, ..., conv(kernel = remaining map size) -> 1 logit.
 G: linear(code -> top*h*w) -> reshape -> norm act -> transposed convs halving the width ->
@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gansweep.layers import scale_weight_
-from gansweep.norms import layers_for
+from gansweep.method.layers import scale_weight_
+from gansweep.method.norms import layers_for
 
 
 def dcgan_levels(image_size: int) -> tuple[int, int]:

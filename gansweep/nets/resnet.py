@@ -20,7 +20,7 @@ G:       affine linear(code -> top * s * s, weight x 0.01) -> norm -> PReLU, the
 
 Departures and readings: "21 layers" is read as 5 levels x 2 blocks x 2 convs + the final
 conv (inferred; `blocks` and `widths` are configurable). The vanilla, BN, SN and affine-WN
-ResNets are not in the authors' code: they take that variant's layers from `gansweep.norms`
+ResNets are not in the authors' code: they take that variant's layers from `gansweep.method.norms`
 (plain addition except for WN), with BN after every conv of the residual path and on
 projection shortcuts.
 """
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gansweep.layers import ChannelAffine, scale_weight_
-from gansweep.norms import Layers, layers_for
+from gansweep.method.layers import ChannelAffine, scale_weight_
+from gansweep.method.norms import Layers, layers_for
 
 
 def resnet_final_size(image_size: int, levels: int) -> int:

@@ -25,7 +25,7 @@ class Study(OptunaSweeper):
         except ValueError as error:
             if "No trials are completed" not in str(error):
                 raise
-        from gansweep.report import SweepReport  # the study's runs are done: no import cost
+        from gansweep.report.table import SweepReport  # the study's runs are done: no import cost
 
         config = self.sweeper.config
         try:

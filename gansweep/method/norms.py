@@ -26,7 +26,14 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gansweep.layers import Addition, TPReLU, WNAddition, WNConv2d, WNConvTranspose2d, WNLinear
+from gansweep.method.layers import (
+    Addition,
+    TPReLU,
+    WNAddition,
+    WNConv2d,
+    WNConvTranspose2d,
+    WNLinear,
+)
 
 
 class Layers:

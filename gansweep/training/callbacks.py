@@ -10,7 +10,7 @@ that diverged saves nothing from the faulty iteration on.
 - `SampleGrids`: `samples/iter_XXXXXX.png` from fixed codes, via torchvision's `save_image`.
 - `LossHistory`: `train.csv` and the loggers' `train/*` series, one row per iteration, read
   back every `train.log_every` iterations and before every checkpoint; it sends the W&B rows
-  (gansweep.tracking.IterationLogger), once the others have added their values.
+  (gansweep.training.wandb_logger.IterationLogger), once the others have added their values.
 - `IterationProgressBar`: Lightning's bar, counting GAN iterations.
 
 Lightning's `ModelCheckpoint` counts optimizer steps (two per GAN iteration under manual
@@ -20,14 +20,14 @@ callback states), written to a temporary file and renamed so a kill never leaves
 
 They are written against `RunModule` and `RunTrainer`, the parts of their module and trainer
 they may use: a run alone passes its GAN and Lightning's Trainer, a packed seed its views of
-the packed job (gansweep/packed.py), so each callback is written and tested once.
+the packed job (gansweep/training/packed.py), so each callback is written and tested once.
 
 Order matters: `IterationCheckpoint` goes last, so a checkpoint taken at iteration k holds
 everything done at k (the evaluation's best-so-far state, its `recon.csv` row); a run
 resumed from it goes on with iteration k + 1. `LossHistory` comes after the callbacks that log
 at k, so that k's W&B row goes out whole.
 
-A resumed run's W&B piece starts where the earlier pieces stop (`tracking.held`), which may be
+A resumed run's W&B piece starts where the earlier pieces stop (`wandb_logger.held`), which may be
 before the checkpoint (a kill loses what W&B had not yet written): each callback replays its
 own series from its own file, up to the checkpoint, when training starts.
 """
@@ -46,9 +46,9 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import save_image
 
-from gansweep.history import IterationCsv
-from gansweep.recon import ReconSettings, reconstruct
-from gansweep.tracking import flush_rows, held, log_image, log_row
+from gansweep.method.reconstruction import ReconSettings, reconstruct
+from gansweep.rundir.durable import IterationCsv
+from gansweep.training.wandb_logger import flush_rows, held, log_image, log_row
 
 
 @runtime_checkable
@@ -120,7 +120,7 @@ class RunningRecon(_EveryN):
                  history: IterationCsv, best_path, progress: str | None = None):
         super().__init__(every, last)
         self.n_images, self.settings, self.progress = n_images, settings, progress
-        self.csv = history  # recon.csv (gansweep.records.recon_history)
+        self.csv = history  # recon.csv (gansweep.rundir.records.recon_history)
         self.best_path = Path(best_path)
         self.best_loss, self.best_iter = math.inf, None
 

@@ -12,7 +12,7 @@
   (`IterationLogger`); the final test's numbers and image go to the summary.
 - The run id is kept in `<run dir>/wandb_id.txt`, so a resumed job continues the same run:
   each process writes a piece of it (its own folder), and a resumed one logs only the
-  iterations after those the earlier pieces hold (gansweep/wandb_pieces.py), replaying the
+  iterations after those the earlier pieces hold (gansweep/training/wandb_pieces.py), replaying the
   ones it resumes past from the run's files. Uploaded in order (`wandb sync`), the pieces are
   one history with each iteration once.
 """
@@ -29,8 +29,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
-from gansweep.runs import result_settings, wandb_group
-from gansweep.wandb_pieces import held_through
+from gansweep.rundir.names import result_settings, wandb_group
+from gansweep.training.wandb_pieces import held_through
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -52,7 +52,7 @@ def flat_config(cfg: DictConfig) -> dict:
 
 
 def command_line_settings() -> dict[str, str]:
-    """The overrides the run's results depend on (`gansweep.runs.result_settings`), so that
+    """The overrides the run's results depend on (`gansweep.rundir.names.result_settings`), so that
     the report built from W&B splits its rows as the one built from files does."""
     try:
         hydra = HydraConfig.get()
@@ -88,7 +88,7 @@ class IterationLogger(WandbLogger):
     process: the pieces of a resumed run then overlapped, and the iterations between the last
     checkpoint and a kill were in two of them. Here every value comes with its iteration
     (`trainer/iter`) and waits in its row until `flush_rows`, which the run's loss history
-    calls once all of an iteration's values are in (gansweep.callbacks.LossHistory); rows go
+    calls once all of an iteration's values are in (gansweep.training.callbacks.LossHistory); rows go
     out in iteration order, each whole. Iterations an earlier piece of the run holds
     (`held_through`) are left out."""
 
@@ -134,7 +134,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path,
         job_type=cfg.norm.name, tags=[cfg.arch.name, cfg.dataset.name, cfg.norm.name],
         config={**flat_config(cfg), "settings": command_line_settings()
                 if settings_changed is None else settings_changed},
-        # one process may hold several runs at once (packed seeds, gansweep/packed.py)
+        # one process may hold several runs at once (packed seeds, gansweep/training/packed.py)
         reinit="create_new",
     )
     # Lightning passes `anonymous=None` to wandb.init, and W&B warns on every run that the

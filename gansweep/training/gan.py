@@ -2,7 +2,7 @@
 
 Per GAN iteration (README, "The method", Training): one D step on a real batch and a fake
 batch (separate forward passes, so BN statistics are per kind of batch), then one G step with
-fresh codes; RMSProp for both networks. The loss is `loss` (`gansweep/losses.py`; the paper's
+fresh codes; RMSProp for both networks. The loss is `loss` (`gansweep/method/losses.py`; the paper's
 non-saturating BCE on logits by default), and D's adds `penalty`'s term (none by default).
 
 `self.iteration` counts GAN iterations. Lightning's `global_step` counts optimizer steps,
@@ -39,8 +39,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep.layers import clamp_slopes_, slope_names
-from gansweep.losses import DEFAULT_LOSS, LOSSES, Penalty
+from gansweep.method.layers import clamp_slopes_, slope_names
+from gansweep.method.losses import DEFAULT_LOSS, LOSSES, Penalty
 
 # What one training iteration reports (train.csv's columns, the loggers' train/* series)
 LOSS_COLUMNS = ["d_loss", "g_loss", "d_real", "d_fake"]
@@ -80,7 +80,7 @@ class GAN(L.LightningModule):
         super().__init__()
         arch, optimizer, penalty = _plain(arch), _plain(optimizer), _plain(penalty) or {}
         # For checkpoints (load_from_checkpoint rebuilds G and D from them); the loggers get
-        # the whole flattened run config instead (gansweep/tracking.py).
+        # the whole flattened run config instead (gansweep/training/wandb_logger.py).
         self.save_hyperparameters(
             dict(arch=arch, norm=norm, image_size=image_size, channels=channels,
                  optimizer=optimizer, seed=seed, n_samples=n_samples, compile=compile,

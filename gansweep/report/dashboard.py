@@ -3,7 +3,7 @@
 '.[wandb-report]'`).
 
 The report holds the sweep's table and comparisons as text, then one panel grid over the
-sweep's W&B runs (those of its group, as gansweep.tracking names it), grouped by the compared
+sweep's W&B runs (those of its group, as gansweep.training.wandb_logger names it), grouped by the compared
 setting: the running reconstruction error against the GAN iteration (a mean line and a
 min-max band per value), the sample grids, and the runs table with each run's best iteration,
 running and final loss. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from gansweep.errors import GansweepError
 
-X, Y = "trainer/iter", "recon/running"  # gansweep.tracking's step metric and running test
-SAMPLES = "samples"  # the key of the sample grids (gansweep.callbacks)
+X, Y = "trainer/iter", "recon/running"  # gansweep.training.wandb_logger's step metric and running test
+SAMPLES = "samples"  # the key of the sample grids (gansweep.training.callbacks)
 RESULTS = ["best_iter", "running_loss", "final_loss", "status"]  # each run's summary keys
 
 

@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from gansweep.trainer import make_trainer
+from gansweep.training.trainer import make_trainer
 
 GIB = 2**30
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import lightning as L
 import torch
 
-from gansweep.callbacks import atomic_save_checkpoint
+from gansweep.training.callbacks import atomic_save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ sweeps skip finished runs. The config uses them as resolvers:
     hydra.sweep.dir:    outputs/sweeps/${gansweep.sweep_name:${hydra.overrides.task},...}
     hydra.sweep.subdir: ${gansweep.run_name:${hydra:job.override_dirname}}
 
-Packed seeds (`train.seeds`, gansweep/packed.py) write each seed where the job `seed=<s>`
+Packed seeds (`train.seeds`, gansweep/training/packed.py) write each seed where the job `seed=<s>`
 would: `seed_run_dirs`.
 
 `sweep_name` is made from the sweep's own overrides (e.g. `norm=vanilla,bn,wn`). It is a

@@ -21,7 +21,7 @@ def distributed(trainer_cfg: DictConfig) -> dict:
         # versa; DDP must be told, or it waits for them.
         extra["strategy"] = "ddp_find_unused_parameters_true"
     if SLURMEnvironment.detect():
-        # Requeueing on SLURM's signal is submitit's job (gansweep/signals.py); two
+        # Requeueing on SLURM's signal is submitit's job (gansweep/training/signals.py); two
         # handlers would requeue twice.
         extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     return extra

@@ -8,13 +8,13 @@ and final loss (the best checkpoint's final test). Several seeds of a variant gi
 mean +- std and the number of runs. Diverged runs count as results (up to their divergence)
 and say so; runs that did not finish are shown with the iteration they reached, never
 dropped. Below the table, a row in one of the paper's settings gets the paper's numbers
-beside it (`gansweep.paper`), and each pair of variants that differ in one setting (`--compare`,
+beside it (`gansweep.report.paper`), and each pair of variants that differ in one setting (`--compare`,
 the norm by default) is compared over their runs: the relative difference of their losses
-with a 95% interval and a p-value (`gansweep.effects`). Writes `table.md`, `table.csv`,
+with a 95% interval and a p-value (`gansweep.report.effects`). Writes `table.md`, `table.csv`,
 `table.tex`, `comparisons.csv` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm; a marker at each run's
-best). The table's stability columns (`gansweep.stability`) say how far each variant's running
+best). The table's stability columns (`gansweep.report.stability`) say how far each variant's running
 loss rose after its best, and how many of its runs diverged. A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
 """
@@ -35,15 +35,13 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from gansweep import records
-from gansweep.cli import run_command
-from gansweep.effects import METHOD, finding, relative_effect
 from gansweep.errors import GansweepError, first_line
-from gansweep.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
-from gansweep.restarts import ARCHIVE
-from gansweep.runs import result_settings, wandb_group
-from gansweep.stability import COLUMNS as STABILITY
-from gansweep.stability import run_stability, up_to_divergence, variant_stability
+from gansweep.report.effects import METHOD, finding, relative_effect
+from gansweep.report.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
+from gansweep.report.stability import COLUMNS as STABILITY
+from gansweep.report.stability import run_stability, up_to_divergence, variant_stability
+from gansweep.rundir import records
+from gansweep.rundir.names import result_settings, wandb_group
 
 COMPARED = ("norm", "arch", "dataset")
 COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
@@ -68,7 +66,7 @@ def read_run(run_dir: Path) -> dict:
 
 
 def recorded_group(run_dir: Path, config, hydra: DictConfig | None) -> str:
-    """The W&B group gansweep.tracking gave a run: `wandb.group`, else its sweep directory's
+    """The W&B group gansweep.training.wandb_logger gave a run: `wandb.group`, else its sweep directory's
     name, else (a single run) its own name, as `runs.wandb_group` spells it for W&B."""
     group = OmegaConf.select(config, "wandb.group") if OmegaConf.is_config(config) else None
     if group:
@@ -91,7 +89,7 @@ def collect(sweep_dir: Path) -> list[dict]:
     attempts a run gave up for a restart (`restarts/<k>/`) are part of that run, not runs."""
     dirs = {p.parent for name in ("config.yaml", records.FAILED)
             for p in Path(sweep_dir).rglob(name)
-            if ".hydra" not in p.parts and p.parent.parent.name != ARCHIVE}
+            if ".hydra" not in p.parts and p.parent.parent.name != records.ARCHIVE}
     return [_read_or_unreadable(d) for d in sorted(dirs)]
 
 
@@ -241,7 +239,7 @@ def check_compared(runs: list[dict], compare: str) -> None:
 
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
     """Each pair of variants that differ only in `compare`, for the final and the running
-    loss: the effect size over their runs (`gansweep.effects`). Finished and diverged runs
+    loss: the effect size over their runs (`gansweep.report.effects`). Finished and diverged runs
     enter with their losses (a diverged run's are results up to its divergence); runs that
     failed or did not finish are counted beside the statistics, never in them."""
     runs = [r for r in runs if r["status"] != UNREADABLE]
@@ -410,7 +408,7 @@ def to_wandb_report(runs: list[dict], sweep_dir: Path | None, wandb_project: str
                     dry_run: bool) -> str:
     """The report as a W&B Report in `target` (ENTITY/PROJECT): saved, or with `dry_run`
     its spec written to `wandb_report.json`; says where it went."""
-    from gansweep import dashboard
+    from gansweep.report.table import dashboard
 
     entity, _, project = target.partition("/")
     runs = [r for r in runs if r["status"] != UNREADABLE]
@@ -502,7 +500,3 @@ def main(argv=None) -> str:
         print(to_wandb_report(runs, args.sweep_dir, args.wandb, args.wandb_report,
                               args.compare, md, args.out, args.dry_run))
     return md
-
-
-if __name__ == "__main__":
-    run_command(main)

@@ -60,7 +60,7 @@ def _per_channel(param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _Affine(nn.Module):
     """gamma * y + beta per output channel; the affine half of affine WN (identity if strict)."""
 
-    fused = True  # WN through torch's fused op; `packing.Packed` turns it off in its copies
+    fused = True  # WN through torch's fused op; `stacking.Packed` turns it off in its copies
 
     def _init_affine(self, channels: int, affine: bool, scale: float = 1.0) -> None:
         self.affine, self.scale = affine, scale

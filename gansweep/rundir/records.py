@@ -8,8 +8,8 @@ all through this module, so that each file is written and read one way:
 | `config.yaml` | the run's resolved config (written by training) |
 | `summary.json` | a run that ended as a result (finished or diverged), with its final test |
 | `failed.json` | a sweep's run that raised, for the table (removed when the run trains again) |
-| `recon.csv` | the running test, one row per evaluation (`history.IterationCsv`) |
-| `train.csv` | the losses, one row per iteration (`history.IterationCsv`) |
+| `recon.csv` | the running test, one row per evaluation (`durable.IterationCsv`) |
+| `train.csv` | the losses, one row per iteration (`durable.IterationCsv`) |
 | `eval/<name>.json` | a re-evaluation of one checkpoint (`gansweep.evaluate`) |
 
 Every JSON record carries the run's identity: norm, arch, data set and seed. A record or a
@@ -27,12 +27,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import damaged, first_line
-from gansweep.history import IterationCsv, write_json
-from gansweep.losses import DEFAULT_LOSS, NO_PENALTY
+from gansweep.method.losses import DEFAULT_LOSS, NO_PENALTY
+from gansweep.rundir.durable import IterationCsv, write_json
 
 SUMMARY, FAILED, CONFIG = "summary.json", "failed.json", "config.yaml"
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
 TRAIN_CSV, RECON_CSV = "train.csv", "recon.csv"
+ARCHIVE = "restarts"  # earlier attempts of a run that restarted (gansweep.rundir.restarts)
 RECON_COLUMNS = ["recon_mse"]
 
 

@@ -12,7 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from gansweep.records import RESULTS
+from gansweep.rundir.records import RESULTS
 
 
 @dataclass(frozen=True)

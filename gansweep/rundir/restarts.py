@@ -19,10 +19,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gansweep import records
+from gansweep.rundir import records
 
 SEED_STRIDE = 1_000_000
-ARCHIVE = "restarts"
+ARCHIVE = records.ARCHIVE
 # Hydra's record of the command and the job's log belong to the run as a whole
 KEPT = {ARCHIVE, ".hydra"}
 

@@ -2,7 +2,7 @@
 
     python -m gansweep -m norm=vanilla,bn,wn 'train.seeds=[0,1,2,3]'
 
-trains, in each job, the four seeds as one packed G and one packed D (gansweep/packing.py),
+trains, in each job, the four seeds as one packed G and one packed D (gansweep/training/stacking.py),
 and each seed comes out as the run `seed=<s>` alone would make: its own directory, named as
 that command names it, with config.yaml, split.json, train.csv, recon.csv, samples,
 checkpoints (in the unpacked format), summary.json and its own W&B run. The report, the
@@ -15,7 +15,7 @@ A packed seed is the run it would be alone:
 - batches: each copy's batch of iteration i is the one `IterationBatchSampler` gives its
   seed (one loader serves the K batches of an iteration together);
 - optimiser: RMSProp over the stacked parameters updates each element from its own state;
-- losses: each copy's loss is its own batch's mean (`gansweep.losses`), and their sum is
+- losses: each copy's loss is its own batch's mean (`gansweep.method.losses`), and their sum is
   what is derived, so each copy gets the gradient it would get alone.
 Each seed has the callbacks a run has (`run.run_callbacks`); `EachSeed` calls them with
 the seed's views of the job, `SeedModule` and `SeedTrainer`, which are what the callbacks'
@@ -38,11 +38,11 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
-from gansweep import records
-from gansweep.gan import GAN, LOSS_COLUMNS
-from gansweep.layers import slope_names
-from gansweep.losses import DEFAULT_LOSS
-from gansweep.packing import (
+from gansweep.method.layers import slope_names
+from gansweep.method.losses import DEFAULT_LOSS
+from gansweep.rundir import records
+from gansweep.training.gan import GAN, LOSS_COLUMNS
+from gansweep.training.stacking import (
     SEED_CALLBACKS,
     Packed,
     pack_checkpoints,
@@ -328,7 +328,7 @@ class SeedCheckpointIO(TorchCheckpointIO):
 
     Lightning has no public way to have a checkpoint's dict without writing it; its
     CheckpointIO plugin is the public place every checkpoint passes through on its way to
-    the file, so a seed's checkpoint is the job's, unpacked here (`packing.unpack_checkpoint`)."""
+    the file, so a seed's checkpoint is the job's, unpacked here (`stacking.unpack_checkpoint`)."""
 
     def __init__(self, each: EachSeed):
         super().__init__()

@@ -1,0 +1,4 @@
+from gansweep.cli import run_command
+from gansweep.report.table import main
+
+run_command(main)

@@ -57,7 +57,7 @@ from gansweep.training.packed import (
 )
 from gansweep.training.trainer import make_trainer
 from gansweep.training.wandb_logger import command_line_settings, log_summary, wandb_logger
-from gansweep.validate import validate
+from gansweep.validate import penalty_caveat, validate
 
 if logging.getLogger().hasHandlers():
     # `import lightning` gives its logger a console handler of its own; under Hydra, whose
@@ -75,6 +75,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[int, Pa
     callbacks, so at iteration k they see k's checkpoints and rows written."""
     console.quiet()
     validate(cfg)  # bad settings fail here, before anything is locked, built or written
+    if (caveat := penalty_caveat(cfg)) and rank_zero_only.rank == 0:
+        print(f"gansweep: note: {caveat}")
     with signals.stop_at_once():
         dirs = run_dirs(cfg)
         with lock.hold(locked_dirs(cfg, dirs)):

@@ -126,8 +126,8 @@ def changed_settings(saved: DictConfig, run_cfg: DictConfig,
                      ended: bool) -> list[tuple[str, object, object]]:
     """(key, saved value, `run_cfg`'s value) of the result-changing settings whose value
     differs from the run's saved config (config.yaml, resolved when saved). Keys the saved
-    config lacks (a run older than the setting) are not judged. A reference to another setting is named
-    only where that setting itself does not differ (`train.lr` given on the first command
+    config lacks (a run older than the setting) are not judged. A reference to another setting is
+    named only where that setting itself does not differ (`train.lr` given on the first command
     line, left to `${arch.lr}` on this one). train.iters may change for a run that has not
     ended: its batches and codes are functions of the iteration alone, so going on to
     another last iteration gives what that train.iters would have given from the start.
@@ -268,7 +268,8 @@ def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: Runnin
     records.write_summary(run_dir, summary)
     if diverged:
         best = (f"best running reconstruction error {recon.best_loss:.6f} at iteration "
-                f"{recon.best_iter}" if recon.best_iter is not None else "no running test before it")
+                f"{recon.best_iter}" if recon.best_iter is not None
+                else "no running test before it")
         print(f"gansweep: run diverged at iteration {model.diverged_at} (NaN/inf); {best}; "
               f"checkpoints and history kept in {run_dir}")
     else:

@@ -11,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from gansweep.method.losses import LOSSES, PENALTIES
+from gansweep.rundir.records import compared_results
 
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -56,8 +57,8 @@ class Train:
     restart_on_early_divergence: int = whole(0)
     max_restarts: int = whole(3)
     optimizer: Any = field(default_factory=optimizer)  # built by Hydra, lr from train.lr
-    # Several seeds in one job, packed into one network (gansweep/training/packed.py): e.g. [0,1,2,3]
-    # trains seed=0..3 at once, each written as its own run. null: one run, of `seed`.
+    # Several seeds in one job, packed into one network (gansweep/training/packed.py): e.g.
+    # [0,1,2,3] trains seed=0..3 at once, each written as its own run. null: one run, of `seed`.
     seeds: Optional[list] = None
 
 
@@ -87,7 +88,7 @@ class Final:
 class Settings:
     seed: int = whole(0)  # the training seed: initialisation, codes, batch order
     # what a job returns to an optimisation sweeper, lower is better (gansweep/objective.py)
-    objective: str = one_of("final_loss", ["final_loss", "running_loss"])
+    objective: str = one_of("final_loss", [r.key for r in compared_results()])
     train: Train = field(default_factory=Train)
     recon: Recon = field(default_factory=Recon)
     final: Final = field(default_factory=Final)

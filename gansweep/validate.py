@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep.errors import GansweepError
 from gansweep.method.losses import NO_PENALTY
+from gansweep.method.norms import VARIANTS, Layers
 from gansweep.rundir.names import shipped_config
 from gansweep.settings import Dataset, Loss, Penalty, Settings
 
@@ -55,16 +56,30 @@ def validate(cfg: DictConfig) -> None:
                 f"{key}={OmegaConf.select(cfg, key)} is larger than the held-out set "
                 f"(dataset.holdout={holdout}); lower {key} or raise dataset.holdout (which "
                 f"makes a new split, so results are not comparable with the old one)")
-    compile_mode = cfg.train.compile
-    if compile_mode is not None and cfg.norm.name == "sn":
-        # torch.compile keeps spectral norm's power-iteration vectors, which each forward
-        # updates in place, for the backward instead of copies (the ResNet's D step fails)
-        raise ConfigError(f"train.compile={compile_mode!r} with norm=sn: torch.compile does "
-                          f"not handle spectral norm's in-place power iteration; train sn "
-                          f"eagerly (train.compile=null)")
+    compile_mode, norm = cfg.train.compile, norm_layers(cfg)
+    if compile_mode is not None and norm.cannot_compile:
+        raise ConfigError(f"train.compile={compile_mode!r} with norm={norm.name}: "
+                          f"{norm.cannot_compile}; train {norm.name} eagerly "
+                          f"(train.compile=null)")
     _check_distributed(cfg)
     _check_packed_seeds(cfg)
     _check_networks(cfg)
+
+
+def norm_layers(cfg: DictConfig) -> type[Layers]:
+    """The norm's layers, which say what the norm allows."""
+    if cfg.norm.name not in VARIANTS:
+        raise ConfigError(f"norm.name={cfg.norm.name!r} is no norm: choose the norm with "
+                          f"norm=<{'|'.join(sorted(VARIANTS))}> (conf/norm/)")
+    return VARIANTS[cfg.norm.name]
+
+
+def penalty_caveat(cfg: DictConfig) -> str | None:
+    """What the run's gradient penalty means under its norm, where that needs saying."""
+    caveat = norm_layers(cfg).penalty_caveat
+    if caveat and cfg.penalty.name != NO_PENALTY:
+        return f"norm={cfg.norm.name} with penalty={cfg.penalty.name}: {caveat}"
+    return None
 
 
 def _check_nothing_unread(cfg: DictConfig) -> None:
@@ -236,8 +251,8 @@ def _check_packed_seeds(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed} with train.seeds={seeds}: the seeds trained are "
                           f"train.seeds'; drop seed=... (or train.seeds, for one run)")
     refused = [reason for applies, reason in (
-        (cfg.norm.name == "sn",
-         "norm=sn (torch.func cannot run spectral norm's in-place power iteration)"),
+        (norm_layers(cfg).cannot_pack is not None,
+         f"norm={cfg.norm.name} ({norm_layers(cfg).cannot_pack})"),
         (process_count(cfg.trainer) > 1, "more than one process (packed seeds run in one)"),
         (cfg.train.restart_on_early_divergence > 0,
          "train.restart_on_early_divergence (restarts are per run)"),

@@ -1,8 +1,8 @@
 """A run killed with SIGKILL (no handler, no cleanup) or stopped with SIGTERM, and started
 again with the same command, ends exactly as a run never interrupted, with the shipped
-defaults (progress bar on, W&B offline), its W&B pieces included; a second process started on the run while it trains
-stops at once and changes nothing; a kill in the middle of a write leaves nothing that blocks
-the resume."""
+defaults (progress bar on, W&B offline), its W&B pieces included; a second process started on the
+run while it trains stops at once and changes nothing; a kill in the middle of a write leaves
+nothing that blocks the resume."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Packing and unpacking checkpoints (gansweep/training/stacking.py): pure functions of dicts, tested
-on checkpoints made by hand, nothing trained."""
+"""Packing and unpacking checkpoints (gansweep/training/stacking.py): pure functions of dicts,
+tested on checkpoints made by hand, nothing trained."""
 
 import torch
 from torch import nn

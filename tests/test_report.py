@@ -238,3 +238,32 @@ def test_rows_of_the_papers_setting_show_its_numbers_and_the_difference(tmp_path
     write_run(tmp_path / "hinge" / "wn", "wn", "dcgan", "celeba", 0, loss="hinge",
               best_iter=400_000, running_loss=0.0130, final_loss=0.006)
     assert "Beside the paper" not in main([str(tmp_path / "hinge")])
+
+
+def test_a_result_column_is_one_definition(tmp_path, monkeypatch):
+    """A new `records.Result` (here the final test's iteration, which every summary holds)
+    is a column of the table, beside the paper's row where the paper has no such number, in
+    the W&B Report's runs table; a compared one is in the comparisons and may be the
+    objective."""
+    from gansweep.report import dashboard
+    from gansweep.report.table import collect, comparisons
+    from gansweep.rundir import records
+
+    extra = records.Result("final_iter", "final test's iteration", "{:,.0f}", compared=3)
+    monkeypatch.setattr(records, "RESULT_COLUMNS", (*records.RESULT_COLUMNS, extra))
+    runs = tmp_path / "runs"
+    for norm, seed, at in (("wn", 0, 400_000), ("wn", 1, 420_000), ("bn", 0, 20_000),
+                           ("bn", 1, 22_000)):
+        write_run(runs / f"{norm}-{seed}", norm, "dcgan", "celeba", seed, best_iter=at,
+                  running_loss=0.013, final_loss=0.006 + seed / 1000, final_iter=at)
+    md = main([str(runs), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "table.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    column = header.index("final test's iteration")
+    assert [row[column] for row in rows] == ["21,000 ± 1,414", "410,000 ± 14,142"]
+    beside = [line for line in md.splitlines() if line.startswith(("- wn (", "- bn ("))]
+    assert len(beside) == 2 and all("final loss" in line for line in beside)
+    assert not any("final test's iteration" in line for line in beside)  # not the paper's
+    assert "final test's iteration" in {c["metric"] for c in comparisons(collect(runs))}
+    assert [r.key for r in records.compared_results()][-1] == "final_iter"
+    assert "summary:final_iter" in dashboard.pinned_columns("norm")

@@ -1,4 +1,5 @@
-"""Packed seeds (`train.seeds`, gansweep/training/packed.py): each seed is the run it would be alone."""
+"""Packed seeds (`train.seeds`, gansweep/training/packed.py): each seed is the run it would be
+alone."""
 
 import csv
 import json

@@ -1,5 +1,5 @@
-"""Interrupted is not done (gansweep/training/signals.py): SIGTERM, SIGINT and an unhandled SIGUSR stop a
-run at the end of the iteration with a checkpoint, and the process ends non-zero with one
+"""Interrupted is not done (gansweep/training/signals.py): SIGTERM, SIGINT and an unhandled SIGUSR
+stop a run at the end of the iteration with a checkpoint, and the process ends non-zero with one
 line; the same command then resumes to the uninterrupted result. With the shipped defaults:
 the progress bar on and W&B offline."""
 

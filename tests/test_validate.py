@@ -4,7 +4,7 @@ import pytest
 from conftest import train_run
 
 from gansweep.job import train
-from gansweep.validate import ConfigError
+from gansweep.validate import ConfigError, validate
 
 
 @pytest.mark.parametrize("override, message", [
@@ -47,7 +47,7 @@ def test_resnet_image_size_must_fit_its_levels(make_cfg):
 
 
 def test_valid_settings_pass(make_cfg):
-    from gansweep.validate import validate
+
 
     validate(make_cfg())
     validate(make_cfg("arch=resnet", "norm=sn"))
@@ -194,7 +194,7 @@ def needs(key):
 @pytest.mark.parametrize("key, kind, declaration",
                          [d for d in all_declared() if "range" in d[2]], ids=lambda d: str(d))
 def test_every_declared_range_is_checked_with_one_line(make_cfg, key, kind, declaration):
-    from gansweep.validate import validate
+
 
     bad = 0 if declaration["range"] == "positive" else -1
     with pytest.raises(ConfigError) as error:
@@ -208,7 +208,7 @@ def test_every_declared_range_is_checked_with_one_line(make_cfg, key, kind, decl
                           <= {int, float, bool, type(None)}],
                          ids=lambda d: str(d))
 def test_every_declared_type_is_checked_with_one_line(make_cfg, key, kind, declaration):
-    from gansweep.validate import validate
+
 
     with pytest.raises(ConfigError) as error:
         validate(make_cfg(*needs(key), f"{key}=abc"))
@@ -217,14 +217,14 @@ def test_every_declared_type_is_checked_with_one_line(make_cfg, key, kind, decla
 
 
 def test_a_data_set_config_without_a_declared_setting_is_refused(make_cfg):
-    from gansweep.validate import validate
+
 
     with pytest.raises(ConfigError, match="dataset.holdout is not set"):
         validate(make_cfg("~dataset.holdout", "final.n_images=16"))
 
 
 def test_a_key_the_code_reads_may_be_added(make_cfg):
-    from gansweep.validate import validate
+
 
     # a Trainer parameter the shipped config does not set, and RMSprop's momentum
     validate(make_cfg("+trainer.gradient_clip_val=1.0", "+train.optimizer.momentum=0.5"))
@@ -281,3 +281,32 @@ def test_a_rate_given_on_the_first_command_line_and_left_to_its_default_later_is
         train(make_cfg())
     assert f"started with train.lr=0.001, but this command gives train.lr={default}:" \
         in str(error.value)
+
+
+def test_what_a_norm_allows_is_the_norms_to_say(make_cfg, monkeypatch):
+    """Packing and compiling are refused where the norm's layers say why (today: sn's
+    in-place power iteration), with the norm's own reason."""
+    from gansweep.method.norms import VARIANTS
+
+    assert [n for n, v in VARIANTS.items() if v.cannot_pack or v.cannot_compile] == ["sn"]
+    monkeypatch.setattr(VARIANTS["wn"], "cannot_pack", "a reason of wn's")
+    with pytest.raises(ConfigError, match=r"packed seeds do not work with norm=wn \(a reason "
+                                          r"of wn's\)"):
+        validate(make_cfg("train.seeds=[0,1]"))
+    monkeypatch.setattr(VARIANTS["wn"], "cannot_compile", "another reason")
+    with pytest.raises(ConfigError, match="train.compile='default' with norm=wn: another "
+                                          "reason; train wn eagerly"):
+        validate(make_cfg("train.compile=default"))
+
+
+def test_a_penalty_under_a_norm_that_mixes_the_batch_is_noted_once(make_cfg, tmp_path, capsys):
+    from gansweep.validate import penalty_caveat
+
+    train(make_cfg("norm=bn", "penalty=wgan_gp"))
+    said = capsys.readouterr().out
+    assert said.count("gansweep: note: norm=bn with penalty=wgan_gp: BN makes D's output on "
+                      "an image depend on the rest of its batch") == 1
+    assert "norm=ln" in said  # what to use instead
+    assert penalty_caveat(make_cfg("norm=bn")) is None  # no penalty, nothing to say
+    for norm in ("vanilla", "ln", "wn", "wn_affine", "sn"):
+        assert penalty_caveat(make_cfg(f"norm={norm}", "penalty=dragan")) is None

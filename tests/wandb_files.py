@@ -1,6 +1,6 @@
 """Reads W&B's offline run files (`run-<id>.wandb`) back, for tests: their records through
-gansweep's own reader (gansweep/training/wandb_pieces.py, which says why there is one), as the parts a
-test checks."""
+gansweep's own reader (gansweep/training/wandb_pieces.py, which says why there is one), as the
+parts a test checks."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class OfflineRun:
                                      for i in record.history.item})
             elif kind == "summary":
                 for item in record.summary.update:
-                    self.summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+                    key = item.key or "/".join(item.nested_key)
+                    self.summary[key] = json.loads(item.value_json)
             elif kind == "metric":
                 self.metrics.append(record.metric)
 

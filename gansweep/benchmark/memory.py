@@ -6,9 +6,9 @@ For each architecture (the paper's widths, 64 px, WN) it measures the memory one
 work adds at its peak:
 - training: GAN iterations at batch 32 (after one warm-up iteration, so the optimisers'
   state is already there);
-- the evaluator: one z step of `gansweep.method.reconstruction` over `--images` images in one chunk, whose
-  per-image figure times 2000 is what the paper's final test needs in one chunk (the
-  evaluator's default on a GPU; it retries in halves when that does not fit).
+- the evaluator: one z step of `gansweep.method.reconstruction` over `--images` images in
+  one chunk, whose per-image figure times 2000 is what the paper's final test needs in one
+  chunk (the evaluator's default on a GPU; it retries in halves when that does not fit).
 On a GPU the figure is torch's allocator peak; on a CPU the process's peak resident set
 (Linux `VmHWM`, reset before each block through `/proc/self/clear_refs`), which also counts
 the allocator's own slack, so read it as an upper bound.

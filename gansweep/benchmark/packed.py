@@ -6,9 +6,9 @@
 For each setting, norm and K it times, in one process, interleaved and repeated (medians),
 a GAN iteration (a D step on a real and a fake batch, a G step with D frozen, RMSProp) of
 - apart: K copies of G and D, each with its own optimisers, one after another;
-- packed: the K copies packed (`gansweep.training.stacking.Packed`), one RMSProp per network over the
-  stacked parameters, each copy's loss its own batch mean (their sum is what is derived, so
-  each copy gets the gradient it would get alone);
+- packed: the K copies packed (`gansweep.training.stacking.Packed`), one RMSProp per network
+  over the stacked parameters, each copy's loss its own batch mean (their sum is what is
+  derived, so each copy gets the gradient it would get alone);
 and reports model-iterations per second (K / seconds per iteration) of both, and the peak
 memory one packed iteration adds (torch's allocator peak on a GPU, the process's peak
 resident set on a CPU: an upper bound). Batches are random images of the run's size: the

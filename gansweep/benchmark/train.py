@@ -281,7 +281,7 @@ def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | 
         window = gansweep_loop(cfg, plan, tmp / "runs.log", OpCounter())
         full.append(window.seconds)
         ops["gansweep"], syncs = window.counter.ops, window.syncs
-        if compile_mode and norm != "sn":  # refused: see gansweep/validate.py
+        if compile_mode and not VARIANTS[norm].cannot_compile:  # else refused (validate)
             cfg = compose_run(tmp, setting, norm, plan,
                               f"{setting}-{norm}-{penalty}-compiled-{r}",
                               [*extra, f"train.compile={compile_mode}"])

@@ -62,7 +62,8 @@ class IterationBatchSampler(Sampler[list[int]]):
 
 class PackedBatchSampler(Sampler[list[int]]):
     """The batches of several seeds' samplers for one iteration, one after another, as one
-    batch: K packed copies each get the batch their seed's run would (gansweep/training/packed.py)."""
+    batch: K packed copies each get the batch their seed's run would
+    (gansweep/training/packed.py)."""
 
     def __init__(self, samplers: list[IterationBatchSampler]):
         self.samplers = samplers

@@ -47,6 +47,14 @@ class Layers:
     # does not (one mean per image over all channels and positions, which leaves every
     # channel's bias minus the mean bias in the output); no norm cancels nothing.
     norm_cancels_bias = False
+    # What a norm allows beyond eager training of one run, asked by gansweep.validate: None,
+    # or why not (the sentence a refusal gives). Packing runs copies through torch.func
+    # (gansweep/training/stacking.py); compiling, through torch.compile.
+    cannot_pack: str | None = None
+    cannot_compile: str | None = None
+    # What a gradient penalty on D means under this norm, where it is not what the penalty's
+    # paper meant (said once per job, never refused)
+    penalty_caveat: str | None = None
 
     # Hidden layers: `norm_follows=False` marks one the architecture leaves without
     # `activation_norm` (D's first conv).
@@ -91,6 +99,10 @@ class Layers:
 class BatchNormLayers(Layers):
     name = "bn"
     norm_cancels_bias = True
+    penalty_caveat = (
+        "BN makes D's output on an image depend on the rest of its batch, so a gradient "
+        "penalty does not penalise each image's own input gradient (and its batch moves BN's "
+        "running statistics); Gulrajani et al. advise layer norm in a penalised critic: norm=ln")
 
     def activation_norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
@@ -105,6 +117,7 @@ class LayerNormLayers(BatchNormLayers):
 
     name = "ln"
     norm_cancels_bias = False
+    penalty_caveat = None  # one sample's statistics: each image's gradient is its own
 
     def activation_norm(self, channels: int) -> nn.Module:
         return nn.GroupNorm(1, channels)
@@ -156,6 +169,11 @@ class AffineWeightNormLayers(WeightNormLayers):
 
 class SpectralNormLayers(Layers):
     name = "sn"
+    # each forward updates the power iteration's vectors in place
+    cannot_pack = "torch.func cannot run spectral norm's in-place power iteration"
+    cannot_compile = ("torch.compile keeps spectral norm's power-iteration vectors, which each "
+                      "forward updates in place, for the backward instead of copies (the "
+                      "ResNet's D step fails)")
 
     def linear(self, cin, cout, norm_follows=True):
         return spectral_norm(super().linear(cin, cout, norm_follows))

@@ -3,9 +3,9 @@
 '.[wandb-report]'`).
 
 The report holds the sweep's table and comparisons as text, then one panel grid over the
-sweep's W&B runs (those of its group, as gansweep.training.wandb_logger names it), grouped by the compared
-setting: the running reconstruction error against the GAN iteration (a mean line and a
-min-max band per value), the sample grids, and the runs table with each run's best iteration,
+sweep's W&B runs (those of its group, as gansweep.training.wandb_logger names it), grouped by
+the compared setting: the running reconstruction error against the GAN iteration (a mean line
+and a min-max band per value), the sample grids, and the runs table with each run's best iteration,
 running and final loss. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
 writes instead, with no account and no network, the JSON that saving would send (`viewspec`).
 Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves as they are.
@@ -14,10 +14,11 @@ Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves a
 from __future__ import annotations
 
 from gansweep.errors import GansweepError
+from gansweep.rundir import records
 
-X, Y = "trainer/iter", "recon/running"  # gansweep.training.wandb_logger's step metric and running test
+# the W&B logger's (gansweep.training.wandb_logger) step metric and running test
+X, Y = "trainer/iter", "recon/running"
 SAMPLES = "samples"  # the key of the sample grids (gansweep.training.callbacks)
-RESULTS = ["best_iter", "running_loss", "final_loss", "status"]  # each run's summary keys
 
 
 def workspaces():
@@ -35,6 +36,12 @@ def config_key(setting: str) -> str:
     return f"{setting}.value"
 
 
+def pinned_columns(compare: str) -> list[str]:
+    """The runs table's columns: the run, its compared setting and seed, its results."""
+    return ["run:displayName", f"config:{config_key(compare)}", "config:seed.value",
+            *(f"summary:{r.key}" for r in records.RESULT_COLUMNS), "summary:status"]
+
+
 def build(runs: list[dict], entity: str, project: str, compare: str, text: str, title: str):
     """The W&B Report (not saved) of `runs`, grouped by `compare`; `text`: the markdown of
     the table and the comparisons."""
@@ -47,8 +54,7 @@ def build(runs: list[dict], entity: str, project: str, compare: str, text: str, 
         entity=entity, project=project, name="this sweep's runs",
         filters=f"Group = {listed}" if len(groups) == 1 else f"Group in [{listed}]",
         groupby=[f"config.{config_key(compare)}"],
-        pinned_columns=["run:displayName", f"config:{config_key(compare)}",
-                        "config:seed.value", *(f"summary:{k}" for k in RESULTS)])
+        pinned_columns=pinned_columns(compare))
     panels = [
         wr.LinePlot(title="running reconstruction error", x=X, y=[Y],
                     groupby=wr.Config(config_key(compare)), groupby_aggfunc="mean",

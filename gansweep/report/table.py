@@ -8,14 +8,14 @@ and final loss (the best checkpoint's final test). Several seeds of a variant gi
 mean +- std and the number of runs. Diverged runs count as results (up to their divergence)
 and say so; runs that did not finish are shown with the iteration they reached, never
 dropped. Below the table, a row in one of the paper's settings gets the paper's numbers
-beside it (`gansweep.report.paper`), and each pair of variants that differ in one setting (`--compare`,
-the norm by default) is compared over their runs: the relative difference of their losses
-with a 95% interval and a p-value (`gansweep.report.effects`). Writes `table.md`, `table.csv`,
-`table.tex`, `comparisons.csv` and
+beside it (`gansweep.report.paper`), and each pair of variants that differ in one setting
+(`--compare`, the norm by default) is compared over their runs: the relative difference of their
+losses with a 95% interval and a p-value (`gansweep.report.effects`). Writes `table.md`,
+`table.csv`, `table.tex`, `comparisons.csv` and
 `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm; a marker at each run's
-best). The table's stability columns (`gansweep.report.stability`) say how far each variant's running
-loss rose after its best, and how many of its runs diverged. A multirun writes and
+best). The table's stability columns (`gansweep.report.stability`) say how far each variant's
+running loss rose after its best, and how many of its runs diverged. A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
 """
 
@@ -44,8 +44,6 @@ from gansweep.rundir import records
 from gansweep.rundir.names import result_settings, wandb_group
 
 COMPARED = ("norm", "arch", "dataset")
-COLUMNS = [("best_iter", "best iteration", "{:,.0f}"), ("running_loss", "running loss", "{:.6f}"),
-           ("final_loss", "final loss", "{:.6f}")]
 
 
 def read_run(run_dir: Path) -> dict:
@@ -66,8 +64,8 @@ def read_run(run_dir: Path) -> dict:
 
 
 def recorded_group(run_dir: Path, config, hydra: DictConfig | None) -> str:
-    """The W&B group gansweep.training.wandb_logger gave a run: `wandb.group`, else its sweep directory's
-    name, else (a single run) its own name, as `runs.wandb_group` spells it for W&B."""
+    """The W&B group gansweep.training.wandb_logger gave a run: `wandb.group`, else its sweep
+    directory's name, else (a single run) its own name, as `runs.wandb_group` spells it for W&B."""
     group = OmegaConf.select(config, "wandb.group") if OmegaConf.is_config(config) else None
     if group:
         return wandb_group(str(group))
@@ -116,8 +114,8 @@ def collect_wandb(project: str) -> list[dict]:
     runs = []
     for run in wandb.Api().runs(project):
         history = run.scan_history(keys=["trainer/iter", "recon/running"])
-        summary = {k: run.summary.get(k) for k in ("best_iter", "running_loss", "final_loss",
-                                                    "iters_done")}
+        summary = {k: run.summary.get(k)
+                   for k in (*(r.key for r in records.RESULT_COLUMNS), "iters_done")}
         runs.append(_with_iters_done({
             **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
             "status": run.summary.get("status") or f"unfinished ({run.state})",
@@ -174,13 +172,13 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
     # "runs": the runs pooled in a row, i.e. its seeds (settings that differ split rows)
-    header = [*keys, *(title for _, title, _ in COLUMNS), *STABILITY, "runs", "status"]
+    header = [*keys, *(r.title for r in records.RESULT_COLUMNS), *STABILITY, "runs", "status"]
     rows = []
     for variant, members in variants(runs, keys):
         # a diverged run's best iteration and losses are results (the paper's collapsing
         # runs had them too); an unfinished run's are partial, so only listed
         done = [r for r in members if r["status"] in records.RESULTS]
-        cells = [_mean_std(_results(done, key), fmt) for key, _, fmt in COLUMNS]
+        cells = [_mean_std(_results(done, r.key), r.form) for r in records.RESULT_COLUMNS]
         finished = sum(r["status"] == "finished" for r in members)
         others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
                   for r in members if r["status"] != "finished"]
@@ -202,7 +200,7 @@ def variants(runs: list[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]
 
 
 def _results(runs: list[dict], key: str) -> list[float]:
-    """The runs' values of a result column (`key` of COLUMNS), where they have a finite one
+    """The runs' values of a result (`records.RESULT_COLUMNS`), where they have a finite one
     (JSON may hold NaN, which no mean, spread or comparison can take)."""
     return [r[key] for r in runs if isinstance(r.get(key), (int, float))
             and math.isfinite(r[key])]
@@ -253,10 +251,9 @@ def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
         values = sorted(sides, key=lambda v: _natural((v,)))
         for i, b in enumerate(values):
             for a in values[i + 1:]:
-                for key, metric in (("final_loss", "final loss"),
-                                    ("running_loss", "running loss")):
+                for result in records.compared_results():
                     found.append(_compared(sides[a], sides[b], a, b, ", ".join(context),
-                                           key, metric))
+                                           result.key, result.title))
     return [c for c in found if c is not None]
 
 
@@ -301,12 +298,12 @@ def beside_the_paper(runs: list[dict]) -> str:
         if paper is None:
             continue
         cells = []
-        for key, title, fmt in COLUMNS:
-            values = _results(members, key)
-            if values:
-                ours = statistics.mean(values)
-                cells.append(f"{title} {fmt.format(ours)} vs {fmt.format(paper[key])} "
-                             f"({ours / paper[key] - 1:+.1%})")
+        for result in records.RESULT_COLUMNS:
+            values, theirs = _results(members, result.key), paper.get(result.key)
+            if values and theirs is not None:  # the paper has no value of every column
+                ours, form = statistics.mean(values), result.form
+                cells.append(f"{result.title} {form.format(ours)} vs {form.format(theirs)} "
+                             f"({ours / theirs - 1:+.1%})")
         label = " / ".join(variant)
         lines.append(f"- {label} ({setting(first, 'arch')}, {setting(first, 'dataset')}): "
                      + "; ".join(cells))

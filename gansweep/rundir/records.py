@@ -21,6 +21,7 @@ older copy.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +36,32 @@ RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's res
 TRAIN_CSV, RECON_CSV = "train.csv", "recon.csv"
 ARCHIVE = "restarts"  # earlier attempts of a run that restarted (gansweep.rundir.restarts)
 RECON_COLUMNS = ["recon_mse"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A result of a run: a key of its `summary.json` that the report shows as a column (a
+    mean ± std over seeds), reads from W&B's summary, sets beside the paper's row and shows
+    in the W&B Report's runs table. Adding one here is all a new column takes."""
+
+    key: str
+    title: str  # the report's column heading
+    form: str  # its cells' format
+    # None: not compared; else its place among the comparisons (the paper's headline first),
+    # and it may be the value an optimisation sweep minimises (`objective`)
+    compared: int | None = None
+
+
+RESULT_COLUMNS = (
+    Result("best_iter", "best iteration", "{:,.0f}"),
+    Result("running_loss", "running loss", "{:.6f}", compared=2),
+    Result("final_loss", "final loss", "{:.6f}", compared=1),
+)
+
+
+def compared_results() -> list[Result]:
+    """The results the report compares variants on, in the comparisons' order."""
+    return sorted((r for r in RESULT_COLUMNS if r.compared), key=lambda r: r.compared)
 
 
 def identity(cfg: DictConfig) -> dict:

@@ -2,11 +2,12 @@
 
     python -m gansweep -m norm=vanilla,bn,wn 'train.seeds=[0,1,2,3]'
 
-trains, in each job, the four seeds as one packed G and one packed D (gansweep/training/stacking.py),
-and each seed comes out as the run `seed=<s>` alone would make: its own directory, named as
-that command names it, with config.yaml, split.json, train.csv, recon.csv, samples,
-checkpoints (in the unpacked format), summary.json and its own W&B run. The report, the
-evaluator, the skip of finished runs and the resume of unfinished ones see no difference.
+trains, in each job, the four seeds as one packed G and one packed D
+(gansweep/training/stacking.py), and each seed comes out as the run `seed=<s>` alone would make:
+its own directory, named as that command names it, with config.yaml, split.json, train.csv,
+recon.csv, samples, checkpoints (in the unpacked format), summary.json and its own W&B run. The
+report, the evaluator, the skip of finished runs and the resume of unfinished ones see no
+difference.
 
 A packed seed is the run it would be alone:
 - initialisation: each copy is built right after seeding the global RNGs with its seed
@@ -39,7 +40,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from gansweep.method.layers import slope_names
-from gansweep.method.losses import DEFAULT_LOSS
 from gansweep.rundir import records
 from gansweep.training.gan import GAN, LOSS_COLUMNS
 from gansweep.training.stacking import (
@@ -56,20 +56,16 @@ PACKED_CHECKPOINT = "packed.ckpt"  # the job's resume point, packed from its see
 class PackedGAN(GAN):
     """The GAN of `seeds`, one copy per seed, trained as one (see the module's docstring)."""
 
-    def __init__(self, arch: dict, norm: str, image_size: int, channels: int,
-                 optimizer: dict, seeds: list[int], n_samples: int = 64,
-                 compile: str | None = None, loss: str = DEFAULT_LOSS,
-                 penalty: dict | None = None):
-        super().__init__(arch, norm, image_size, channels, optimizer, seed=seeds[0],
-                         n_samples=n_samples, compile=compile, loss=loss, penalty=penalty)
+    def __init__(self, seeds: list[int], **gan_args):
+        """`gan_args`: the `GAN`'s own arguments, but its seed (each copy has its own)."""
+        super().__init__(seed=seeds[0], **gan_args)
         self.seeds = list(seeds)
         self.hparams["seeds"] = self.seeds  # beside GAN's (its seed: the first one's)
         alone = []
         for seed in self.seeds:
             # the global RNGs as a run seeds them before it builds its networks
             L.seed_everything(seed, workers=True, verbose=False)
-            alone.append(GAN(arch, norm, image_size, channels, optimizer, seed=seed,
-                             n_samples=n_samples))
+            alone.append(GAN(**{**gan_args, "seed": seed, "compile": None}))
         self.generator = Packed([gan.generator for gan in alone])
         self.discriminator = Packed([gan.discriminator for gan in alone])
         self.code_rngs = [gan.code_rng for gan in alone]
@@ -154,10 +150,9 @@ class PackedGAN(GAN):
 
 def packed_gan_factory(cfg: DictConfig, seeds: list[int]):
     """copies -> the PackedGAN of the first `copies` of `seeds`, as the job builds it."""
-    m = cfg.model
-    return lambda copies: PackedGAN(m.arch, m.norm, m.image_size, m.channels, m.optimizer,
-                                    seeds=seeds[:copies], compile=m.compile, loss=m.loss,
-                                    penalty=m.penalty)
+    # the config's model node holds the GAN's arguments (and Hydra's own keys)
+    gan_args = {k: v for k, v in cfg.model.items() if not k.startswith("_") and k != "seed"}
+    return lambda copies: PackedGAN(seeds=seeds[:copies], **gan_args)
 
 
 def packed_resume_point(model: PackedGAN, job_dir: Path, lasts: list[Path]) -> Path | None:

@@ -88,8 +88,8 @@ class IterationLogger(WandbLogger):
     process: the pieces of a resumed run then overlapped, and the iterations between the last
     checkpoint and a kill were in two of them. Here every value comes with its iteration
     (`trainer/iter`) and waits in its row until `flush_rows`, which the run's loss history
-    calls once all of an iteration's values are in (gansweep.training.callbacks.LossHistory); rows go
-    out in iteration order, each whole. Iterations an earlier piece of the run holds
+    calls once all of an iteration's values are in (gansweep.training.callbacks.LossHistory); rows
+    go out in iteration order, each whole. Iterations an earlier piece of the run holds
     (`held_through`) are left out."""
 
     def __init__(self, *args, **kwargs):

@@ -3,8 +3,8 @@
 Each process of a run (the first, and each resume after a kill or a preemption) is one W&B
 "piece": a folder of its own (`offline-run-*`, or `run-*` online) with the run's id and a
 transaction log `run-<id>.wandb`. A resumed process logs only the iterations after the last
-one an earlier piece holds (`gansweep.training.wandb_logger.IterationLogger`), so the pieces, uploaded one
-after another, are one history with each iteration once.
+one an earlier piece holds (`gansweep.training.wandb_logger.IterationLogger`), so the pieces,
+uploaded one after another, are one history with each iteration once.
 
 The transaction log is LevelDB's log format: after a 7-byte file header (`:W&B`, a magic
 number, a version), 32 KiB blocks of chunks, each with a 7-byte header (CRC-32 of the chunk's

@@ -48,8 +48,8 @@ class Train:
     # row, and a divergence stops the run at the iteration it happened.
     log_every: int = positive(50)
     # torch.compile of G and D for training (gansweep/training/gan.py): null (eager) or a mode.
-    # Compiled kernels round differently, so it is part of a run's name; see README
-    # "Training speed" for what it gains and costs.
+    # Compiled kernels round differently, so it is part of a run's name; docs/benchmarks.md
+    # says what it gains and costs.
     compile: Optional[str] = one_of(None, [None, *COMPILE_MODES])
     # The paper: "WN runs may fail in the first few iterations; a restart fixes it". A run
     # that diverges at this iteration or earlier starts over with a new seed, at most
@@ -79,7 +79,7 @@ class Final:
     """The final test of checkpoints/best.ckpt when training ends."""
     # the whole held-out set (the paper: 2000, running set included)
     n_images: int = positive("${dataset.holdout}")
-    steps: int = whole(500)  # the paper does not publish its count; see README "The metric"
+    steps: int = whole(500)  # the paper does not publish its count; see docs/method.md, "The metric"
     lr: float = positive("${recon.lr}")
     chunk_size: Optional[int] = positive("${recon.chunk_size}")
 

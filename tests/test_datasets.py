@@ -193,7 +193,7 @@ def test_every_data_set_defaults_to_its_own_folder_under_the_data_root(tmp_path,
 
     cfg = compose_config(tmp_path, f"dataset={name}", "paths.data_root=/data")
     root = cfg.dataset.get("root")
-    assert root is None or root == f"/data/{name}"  # README "Data sets": <data root>/<name>
+    assert root is None or root == f"/data/{name}"  # docs/data.md: <data root>/<name>
 
 
 # --- dataset=folder: a folder of one's own images ------------------------------------------

@@ -2,7 +2,7 @@
 
 On a machine with a GPU: `pytest tests/test_gpu.py` (a few minutes), then the benchmarks
 (`python -m gansweep.benchmark train --quick --settings dcgan64 --compile reduce-overhead`,
-`python -m gansweep.benchmark packed --quick`) for the figures the README's tables lack.
+`python -m gansweep.benchmark packed --quick`) for the figures docs/benchmarks.md lacks.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""The paper's layers against their formulas (README, "The method", Layers)."""
+"""The paper's layers against their formulas (docs/method.md, "The method", Layers)."""
 
 import math
 

@@ -267,3 +267,21 @@ def test_a_result_column_is_one_definition(tmp_path, monkeypatch):
     assert "final test's iteration" in {c["metric"] for c in comparisons(collect(runs))}
     assert [r.key for r in records.compared_results()][-1] == "final_iter"
     assert "summary:final_iter" in dashboard.pinned_columns("norm")
+
+
+def test_long_setting_values_are_shown_rounded_and_rows_stay_apart():
+    """Two Optuna trials' learning rates that agree to 4 digits: two rows (grouped by the
+    exact value), each shown to 4 significant digits in markdown and LaTeX, whole in CSV."""
+    from gansweep.report.table import latex, markdown, shown
+
+    header = ["norm", "train.lr", "best iteration", "final loss"]
+    rows = [["wn", "0.00019578897201212982", "600", "0.003520"],
+            ["wn", "0.00019581234567891234", "600", "1.234567"],
+            ["wn", "7.035737028722141e-05", "1,500", "0.004 ± 0.001"]]
+    md = markdown(header, rows)
+    assert "| wn | 0.0001958 | 600 | 0.003520 |" in md
+    assert "| wn | 0.0001958 | 600 | 1.234567 |" in md  # two rows, as grouped
+    assert "| wn | 7.036e-05 | 1,500 | 0.004 ± 0.001 |" in md
+    assert "0.0001958 &" in latex(header, rows)
+    for cell in ("600", "0.0005", "5e-4", "nan", "1.234567", "dcgan", "-0.012345"):
+        assert shown(cell) == cell

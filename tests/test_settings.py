@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-# What the README and conf/ document as never changing a run's results
+# What the docs and conf/ document as never changing a run's results
 NEVER_CHANGE_RESULTS = [
     "paths.output_dir", "paths.data_root", "paths.cache_dir", "dataset.root",
     "dataset.download", "dataset.num_workers", "dataset.in_memory", "dataset.cache",

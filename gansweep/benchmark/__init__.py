@@ -1,4 +1,4 @@
-"""Speed figures the README quotes, measured as ratios within one run (machines are noisy).
+"""Speed figures docs/benchmarks.md quotes, measured as ratios within one run (machines are noisy).
 
     python -m gansweep.benchmark train      # gansweep's loop vs a hand-written one
     python -m gansweep.benchmark recon      # the batched evaluator vs the paper's loop

@@ -1,6 +1,6 @@
 """A GAN iteration through gansweep against a hand-written PyTorch loop of the same networks.
 
-    python -m gansweep.benchmark train            # the README's table
+    python -m gansweep.benchmark train            # docs/benchmarks.md's table
     python -m gansweep.benchmark train --quick    # every cell, fewer iterations and repeats
 
 For each setting and norm it times, in one process, interleaved and repeated (medians):

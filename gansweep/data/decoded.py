@@ -1,6 +1,6 @@
 """Images decoded once: kept as uint8 in memory, or in a file on disk shared by every run.
 
-Decoding and resizing JPEGs is slow next to a GPU's training step (README, "Data sets"), so a
+Decoding and resizing JPEGs is slow next to a GPU's training step (docs/data.md), so a
 GPU run from the raw files needs many loader workers. A preprocessed image is small (64 px RGB: 12
 KiB as uint8), so gansweep decodes each data set once per preprocessing and serves the
 pixels from then on:

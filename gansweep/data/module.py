@@ -58,7 +58,7 @@ class GANData(L.LightningDataModule):
         self.seeds = seeds  # packed seeds (gansweep/training/packed.py): each gets its own batches
         # Decoded images are served by this process: a gather and a division per batch,
         # which worker processes would only slow down by copying every batch between
-        # processes (README, "Data sets", has the figures).
+        # processes (docs/data.md, has the figures).
         # The workers decode: the raw files, or the cache's first build.
         decoded_already = cache or in_memory
         self.num_workers = 0 if decoded_already else num_workers

@@ -1,6 +1,6 @@
 """The held-out split: a seeded permutation of a data set's indices, made once and reused.
 
-As README, "The method", The metric, has it: the first `recon.n_images` of the permutation
+As docs/method.md, "The method", The metric, has it: the first `recon.n_images` of the permutation
 are the running test set, the first `holdout` the final test set, the rest is for training.
 The authors' split was unseeded; ours is seeded, saved, and tied to a fingerprint of the
 data set so that a changed data set is detected instead of silently re-split.

@@ -1,7 +1,7 @@
 """The paper's layers: weight-normalised Linear/Conv2d/ConvTranspose2d, TPReLU, WN addition.
 
 Xiang & Li, "On the Effects of Batch and Weight Normalization in Generative Adversarial
-Networks" (arXiv 1704.03971), section 3; README, "The method", Layers, says it in our words.
+Networks" (arXiv 1704.03971), section 3; docs/method.md, "The method", Layers, says it in our words.
 
 - Strict WN:  y = (w . x) / ||w||            (no gain, no bias)
 - Affine WN:  y = gamma * (w . x) / ||w|| + beta

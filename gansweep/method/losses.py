@@ -2,7 +2,7 @@
 
 D's outputs are raw scores (logits); the batch is their last dimension and packed copies
 stand in front of it, so every loss here is a mean over the last dimension: one value per
-copy, each copy's own (README, "The method", Losses and penalties, says which paper each
+copy, each copy's own (docs/method.md, "The method", Losses and penalties, says which paper each
 comes from).
 
 - nonsaturating (the paper's): D minimises BCE(D(x), 1) + BCE(D(G(z)), 0), G minimises

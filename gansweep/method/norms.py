@@ -4,7 +4,7 @@ Architectures never branch on the norm; they ask a `Layers` object for a hidden 
 output conv, an activation, and so on. Adding a norm means adding one `Layers` subclass here
 and one `conf/norm/*.yaml`.
 
-Paper variants (README, "The method", Networks):
+Paper variants (docs/method.md, "The method", Networks):
 - vanilla: plain layers with bias, PReLU.
 - bn: plain layers, BatchNorm2d after hidden layers (`activation_norm`), PReLU. Convs followed by BN
   carry no bias (see `Layers.norm_cancels_bias`).

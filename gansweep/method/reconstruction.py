@@ -1,7 +1,7 @@
 """The paper's reconstruction error: how well a fixed G can reproduce held-out images.
 
     L = (1/m) sum_i min_z ||G(z) - x_i||^2,  reported as a mean over pixels and channels
-    on the [0, 1] scale (README, "The method", The metric).
+    on the [0, 1] scale (docs/method.md, "The method", The metric).
 
 Protocol (the paper's, the defaults here): G frozen and in eval mode; every z starts at
 zeros; RMSProp(lr 0.01, alpha 0.9, eps 1e-6); 50 steps. The error reported for an image is
@@ -18,7 +18,7 @@ the paper's batches of 32, and chunk sizes 1, 32 and "all" give the same per-ima
 
 Memory. All images at once is fastest on a GPU but may not fit: the memory grows with the
 images, and the paper's ResNet G at 64 px on the final test's 2000 images needs more than a
-16 GB GPU has (README, "The metric", the memory table). A chunk
+16 GB GPU has (docs/method.md, "The metric", the memory table). A chunk
 that runs out of device memory is retried in halves, down to one image, which changes no
 result (see above); `Reconstruction.chunk_size` says what fitted, so a caller that evaluates
 again (the running test) starts there instead of running out of memory each time.

@@ -1,4 +1,4 @@
-"""DCGAN-style generator and discriminator of Xiang & Li (README, "The method", Networks).
+"""DCGAN-style generator and discriminator of Xiang & Li (docs/method.md, "The method", Networks).
 
 4x4 convs with stride 2 and padding 1; widths start at `width` and double per level; the
 number of levels comes from the image size (halve while >= 8: 64 px -> 4 levels, 32 px -> 3).

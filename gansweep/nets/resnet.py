@@ -1,4 +1,4 @@
-"""The paper's ResNet generator and discriminator (README, "The method", Networks).
+"""The paper's ResNet generator and discriminator (docs/method.md, "The method", Networks).
 
 Levels of residual blocks; `widths` gives each level's channels, finest first (the
 authors': 64, 128, 256, 384, 512), `blocks` the blocks per level (2).

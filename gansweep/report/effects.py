@@ -3,7 +3,7 @@
 Each run of a variant gives a loss (final or running). Two variants that differ in one
 setting (the norm, by default) are compared by the relative difference of their losses,
 `geomean(a) / geomean(b) - 1`, with a 95% confidence interval and a two-sided p-value from
-a t test on the log losses (README, "Is a difference real?"):
+a t test on the log losses (docs/statistics.md, "Is a difference real?"):
 - losses are positive and a norm changes them by a factor: on the log scale the effect is a
   difference, and an interval of that difference maps back to an exact interval of the
   relative difference;

@@ -343,14 +343,27 @@ def unreadable_note(runs: list[dict]) -> str:
         + "\n" * bool(bad)
 
 
+def shown(cell: str) -> str:
+    """A cell as a table shows it: a setting's value with more digits than a reader needs
+    (an Optuna trial's learning rate: 0.00019578897201212982) to 4 significant ones. Rows
+    are still one per exact value (`variants`), and table.csv keeps it whole. Result cells
+    never have over 10 digits (their formats: `records.RESULT_COLUMNS`)."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return cell
+    digits = len(cell.lower().split("e")[0].replace(".", "").replace("-", "").lstrip("0"))
+    return f"{value:.4g}" if digits > 10 and not cell.lstrip("-").isdigit() else cell
+
+
 def markdown(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(map(shown, r)) + " |" for r in rows]) + "\n"
 
 
 def latex(header, rows) -> str:
     escape = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
-    body = [" & ".join(escape(c) for c in r) + r" \\" for r in rows]
+    body = [" & ".join(escape(shown(c)) for c in r) + r" \\" for r in rows]
     return "\n".join([r"\begin{tabular}{" + "l" * len(header) + "}", r"\hline",
                       " & ".join(escape(h) for h in header) + r" \\", r"\hline", *body,
                       r"\hline", r"\end{tabular}"]) + "\n"

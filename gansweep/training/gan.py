@@ -1,6 +1,6 @@
 """The GAN as a LightningModule: the paper's training loop, any architecture x norm.
 
-Per GAN iteration (README, "The method", Training): one D step on a real batch and a fake
+Per GAN iteration (docs/method.md, "The method", Training): one D step on a real batch and a fake
 batch (separate forward passes, so BN statistics are per kind of batch), then one G step with
 fresh codes; RMSProp for both networks. The loss is `loss` (`gansweep/method/losses.py`; the paper's
 non-saturating BCE on logits by default), and D's adds `penalty`'s term (none by default).

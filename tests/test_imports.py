@@ -73,8 +73,9 @@ MAY_IMPORT = {
     "method": {"method"},  # pure torch: no training, no files, no run
     "nets": {"method", "nets"},
     "data": {"data", "errors"},
+    "quality": {"quality", "errors"},  # sample quality: extractors and FID/KID
     "rundir": {"rundir", "errors", "method.losses"},  # losses: a record's loss by default
-    "training": {"training", "method", "rundir", "errors", "validate"},
+    "training": {"training", "method", "quality", "rundir", "errors", "validate"},
     # the report reads runs only through the records (and names them as runs are named)
     "report": {"report", "rundir.records", "rundir.names", "errors", "cli"},
 }

@@ -15,12 +15,15 @@ from torch.utils.data import TensorDataset
 
 
 class Digits(TensorDataset):
-    """(image,) tuples, images (C, H, W) in [0, 1]: light strokes on a dark background."""
+    """(image,) tuples, images (C, H, W) in [0, 1]: light strokes on a dark background;
+    `labels`: each image's digit (the sample-quality classifier learns them)."""
 
     def __init__(self, image_size: int = 32, channels: int = 3):
         from sklearn.datasets import load_digits  # heavy import, only when this set is used
 
-        raw = load_digits().images  # (1797, 8, 8), values 0..16
+        digits = load_digits()
+        raw = digits.images  # (1797, 8, 8), values 0..16
+        self.labels = torch.from_numpy(digits.target).long()
         self.fingerprint = f"digits-{len(raw)}-{hashlib.sha1(raw.tobytes()).hexdigest()[:12]}"
         x = torch.from_numpy(raw).float().div(16.0).unsqueeze(1)  # (N, 1, 8, 8)
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)

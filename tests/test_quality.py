@@ -1,0 +1,145 @@
+"""Sample quality (gansweep/quality): FID and KID against their formulas, closed forms and a
+hand computation; the Inception weights read from a local file, or one line where there are
+none; the digits classifier, deterministic and accurate."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from gansweep.errors import GansweepError
+from gansweep.quality.metrics import frechet_distance, kernel_distance, quality
+
+
+def gaussian(n, mean, std, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.tensor(mean, dtype=torch.float64) + torch.randn(
+        n, len(mean), generator=g, dtype=torch.float64) * torch.tensor(std, dtype=torch.float64)
+
+
+def test_fid_is_the_frechet_distance_of_the_fitted_gaussians_scipys_way():
+    real, fake = gaussian(500, [0, 1, 2], [1, 2, 0.5], 0), gaussian(400, [1, 1, 0], [2, 1, 1], 1)
+    r, f = real.numpy(), fake.numpy()
+    mu_r, mu_f = r.mean(0), f.mean(0)
+    s_r, s_f = np.cov(r, rowvar=False), np.cov(f, rowvar=False)
+    by_hand = (np.sum((mu_r - mu_f) ** 2)
+               + np.trace(s_r + s_f - 2 * scipy.linalg.sqrtm(s_r @ s_f).real))
+    assert frechet_distance(real, fake) == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_fid_of_two_gaussians_approaches_its_closed_form():
+    """N(m1, diag(v1)) vs N(m2, diag(v2)): ||m1 - m2||^2 + sum(v1 + v2 - 2 sqrt(v1 v2))."""
+    m1, s1, m2, s2 = [0.0, 1.0, -1.0], [1.0, 2.0, 0.5], [0.5, 1.0, 0.0], [1.5, 1.0, 1.0]
+    exact = sum((a - b) ** 2 for a, b in zip(m1, m2)) + sum(
+        a * a + b * b - 2 * a * b for a, b in zip(s1, s2))
+    fid = frechet_distance(gaussian(200_000, m1, s1, 2), gaussian(200_000, m2, s2, 3))
+    assert fid == pytest.approx(exact, rel=0.01)
+    same = frechet_distance(gaussian(200_000, m1, s1, 4), gaussian(200_000, m1, s1, 5))
+    assert same == pytest.approx(0, abs=2e-4)
+
+
+def unbiased_mmd(x, y):
+    """Bińkowski et al.'s unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, by hand."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    n, m = len(x), len(y)
+    return ((kxx.sum() - kxx.diag().sum()) / (n * (n - 1))
+            + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) - 2 * kxy.mean()).item()
+
+
+def test_kid_is_the_unbiased_polynomial_mmd():
+    real, fake = gaussian(60, [0, 0, 1, 2], [1, 1, 1, 1], 6), gaussian(60, [1, 0, 0, 0],
+                                                                       [1, 2, 1, 1], 7)
+    mean, std = kernel_distance(real, fake, subsets=1, subset_size=60, seed=0)
+    assert mean == pytest.approx(unbiased_mmd(real, fake), rel=1e-9) and std == 0
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    """Two samples of one distribution, 50 each: KID's mean over draws is 0 within its
+    Monte Carlo error; FID's is well above 0 (its bias at small n)."""
+    kids, fids = [], []
+    for seed in range(200):
+        a, b = gaussian(50, [0] * 4, [1] * 4, 2 * seed), gaussian(50, [0] * 4, [1] * 4,
+                                                                  2 * seed + 1)
+        kids.append(kernel_distance(a, b, subsets=1, subset_size=50, seed=seed)[0])
+        fids.append(frechet_distance(a, b))
+    kids = np.array(kids)
+    assert abs(kids.mean()) < 3 * kids.std(ddof=1) / np.sqrt(len(kids))
+    assert np.mean(fids) > 10 * np.std(fids, ddof=1) / np.sqrt(len(fids))
+
+
+def test_kid_subsets_are_drawn_from_the_seed():
+    real, fake = gaussian(300, [0, 0], [1, 1], 8), gaussian(300, [0.5, 0], [1, 1], 9)
+    torch.manual_seed(123)
+    first = kernel_distance(real, fake, subsets=10, subset_size=100, seed=5)
+    torch.manual_seed(456)  # the global generator plays no part
+    assert kernel_distance(real, fake, subsets=10, subset_size=100, seed=5) == first
+    assert kernel_distance(real, fake, subsets=10, subset_size=100, seed=6) != first
+    values = quality(real, fake, ["fid", "kid"], kid_subsets=10, kid_subset_size=100, seed=5)
+    assert values == {"fid": frechet_distance(real, fake), "kid": first[0],
+                      "kid_std": first[1]}
+    assert quality(real, fake, [], 10, 100, 5) == {}
+
+
+def write_random_inception_weights(path):
+    """A randomly initialised FID Inception network's weights, in torch-fidelity's format
+    (its state_dict, as its released file holds): the real one cannot be downloaded here."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tf
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    original_fetch, original_load = tf.load_state_dict_from_url, torch.nn.Module.load_state_dict
+    tf.load_state_dict_from_url = lambda *args, **kwargs: {}
+    torch.nn.Module.load_state_dict = lambda self, state, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+    finally:
+        tf.load_state_dict_from_url, torch.nn.Module.load_state_dict = original_fetch, \
+            original_load
+    torch.save(network.state_dict(), path)
+    return network
+
+
+@pytest.mark.slow  # builds Inception twice and runs it on 299 px images (about 10 s)
+def test_inception_features_come_from_the_weights_file(tmp_path):
+    from gansweep.quality.extractors import InceptionFeatures
+
+    written = write_random_inception_weights(tmp_path / "weights.pth")
+    features = InceptionFeatures(tmp_path / "weights.pth")
+    assert all(torch.equal(a, b) for a, b in zip(features.network.state_dict().values(),
+                                                  written.state_dict().values()))
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = features(images)
+    assert out.shape == (2, 2048) and torch.isfinite(out).all()
+
+
+def test_missing_or_damaged_inception_weights_are_one_line(tmp_path):
+    from gansweep.quality.extractors import INCEPTION_URL, InceptionFeatures
+
+    with pytest.raises(GansweepError) as error:
+        InceptionFeatures(tmp_path / "nowhere.pth")
+    said = str(error.value)
+    assert said == (f"no Inception weights at {tmp_path}/nowhere.pth: download {INCEPTION_URL} "
+                    f"and put the file there (or give its path: "
+                    f"quality.inception_weights=PATH)")
+    (tmp_path / "torn.pth").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(GansweepError, match=r"torn.pth cannot be read \(not the FID Inception "
+                                            r"weights .*download .* again"):
+        InceptionFeatures(tmp_path / "torn.pth")
+
+
+def test_the_digits_classifier_is_deterministic_and_learns_the_digits():
+    from gansweep.data.digits import Digits
+    from gansweep.quality.extractors import (ClassifierFeatures, accuracy,
+                                             train_digits_classifier)
+
+    digits = Digits(32, 3)
+    images, labels = digits.tensors[0], digits.labels
+    train, test = torch.arange(300, len(images)), torch.arange(300)
+    first = train_digits_classifier(images[train], labels[train], seed=0, epochs=3)
+    again = train_digits_classifier(images[train], labels[train], seed=0, epochs=3)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                  again.state_dict().values()))
+    assert accuracy(first, images[test], labels[test]) > 0.9
+    assert ClassifierFeatures(first)(images[:5]).shape == (5, 64)

@@ -17,6 +17,9 @@ NOISE = {
         "submitit (hydra/launcher=slurm), whose tasks Lightning reads from the environment",
     "`isinstance(treespec, LeafSpec)` is deprecated":
         "Lightning's own use of a torch API it has yet to update; nothing a user can change",
+    "Metric `Kernel Inception Distance` will save all extracted features in buffer":
+        "torchmetrics' note at every KID; gansweep gives it the features of quality.n_samples "
+        "images, a few MB (gansweep/quality/metrics.py)",
 }
 TIP = "💡 Tip:"  # Lightning's advertisement for its hosted logger, before every fit
 

@@ -76,7 +76,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[int, Pa
     console.quiet()
     validate(cfg)  # bad settings fail here, before anything is locked, built or written
     if (caveat := penalty_caveat(cfg)) and rank_zero_only.rank == 0:
-        print(f"gansweep: note: {caveat}")
+        # a warning, not a print: a sweep's job log keeps it beside the run it concerns
+        logging.getLogger("gansweep").warning(f"gansweep: note: {caveat}")
     with signals.stop_at_once():
         dirs = run_dirs(cfg)
         with lock.hold(locked_dirs(cfg, dirs)):
@@ -259,7 +260,7 @@ def train_attempt(cfg: DictConfig, dirs: dict[int, Path], callbacks, start: int)
             for run in group.runs:
                 summary = (attempt_summary(run.config, run.module, run.writers.recon)
                            if restart else finish(run.config, run.dir, group.data, run.module,
-                                                  run.writers.recon))
+                                                  run.writers.recon, run.writers.quality))
                 if run.logger:
                     log_summary(run.logger, summary, run.dir)
     finally:

@@ -19,12 +19,14 @@ from gansweep.evaluate import load_generator, save_comparison
 from gansweep.method.reconstruction import ReconSettings, reconstruct
 from gansweep.rundir import records, restarts
 from gansweep.rundir.names import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
+from gansweep.quality.evaluation import QualitySettings, resolved_extractor
 from gansweep.training.callbacks import (
     IterationCheckpoint,
     LossHistory,
     RunModule,
     RunningRecon,
     SampleGrids,
+    SampleQuality,
 )
 from gansweep.training.gan import LOSS_COLUMNS, differing_networks
 from gansweep.validate import ConfigError
@@ -58,20 +60,33 @@ class RunCallbacks:
     samples: SampleGrids
     losses: LossHistory
     last: IterationCheckpoint  # last: a checkpoint at iteration k then holds all of k's work
+    quality: SampleQuality | None = None  # None: quality.metrics=[] (nothing built)
 
     def in_order(self) -> list[L.Callback]:
-        return [self.recon, self.samples, self.losses, self.last]
+        return [self.recon, *([self.quality] if self.quality else []), self.samples,
+                self.losses, self.last]
+
+
+def quality_settings(cfg: DictConfig) -> QualitySettings:
+    q = cfg.quality
+    return QualitySettings(tuple(q.metrics), q.n_samples,
+                           resolved_extractor(q.extractor, cfg.dataset.name),
+                           q.inception_weights, q.kid_subsets, q.kid_subset_size)
 
 
 def run_callbacks(cfg: DictConfig, run_dir: Path) -> RunCallbacks:
     ckpt_dir, iters = run_dir / "checkpoints", cfg.train.iters
+    quality = None
+    if cfg.quality.metrics:  # else nothing of it is built (or imported: a lazy module)
+        quality = SampleQuality(cfg.quality.every, iters, quality_settings(cfg), cfg.seed,
+                                run_dir / records.QUALITY_CSV)
     return RunCallbacks(
         RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),
                      records.recon_history(run_dir), ckpt_dir / "best.ckpt",
                      progress_label(cfg, "running")),
         SampleGrids(run_dir / "samples", cfg.train.sample_every, iters),
         LossHistory(run_dir / records.TRAIN_CSV, LOSS_COLUMNS, cfg.train.log_every),
-        IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters))
+        IterationCheckpoint(ckpt_dir / "last.ckpt", cfg.train.ckpt_every, iters), quality)
 
 
 # --- Before a resume ------------------------------------------------------------------------
@@ -250,12 +265,29 @@ def attempt_summary(cfg: DictConfig, model: RunModule, recon: RunningRecon) -> d
             **records.identity(cfg), **progress(model, recon)}
 
 
-def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: RunningRecon) -> dict:
+def quality_summary(quality: SampleQuality | None, final: dict | None) -> dict:
+    """The sample-quality part of a summary: the features' name, each metric's best value
+    over training and its iteration, and its value in the final test (`final`)."""
+    if quality is None or quality.test is None:
+        return {}
+    summary = {"quality_features": quality.test.name}
+    for column in quality.test.columns():
+        metric = column.split("[")[0]
+        if metric.endswith("_std"):
+            continue
+        value, iteration = quality.best.get(column, (None, None))
+        summary.update({f"best_{metric}": value, f"best_{metric}_iter": iteration,
+                        f"final_{metric}": (final or {}).get(column)})
+    return summary
+
+
+def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: RunningRecon,
+           quality: SampleQuality | None = None) -> dict:
     """The final test, `summary.json`, and the closing line of the run."""
     best = run_dir / "checkpoints" / "best.ckpt"
-    final = final_test(cfg, data, best, run_dir) if best.exists() else \
+    final = final_test(cfg, data, best, run_dir, quality) if best.exists() else \
         {"final_loss": None, "final_iter": None, "final_n_images": 0,
-         "final_steps": cfg.final.steps}
+         "final_steps": cfg.final.steps, **quality_summary(quality, None)}
     diverged = model.diverged_at is not None
     summary = {
         "status": "diverged" if diverged else "finished",
@@ -279,12 +311,15 @@ def finish(cfg: DictConfig, run_dir: Path, data, model: RunModule, recon: Runnin
     return summary
 
 
-def final_test(cfg: DictConfig, data, best: Path, run_dir: Path) -> dict:
+def final_test(cfg: DictConfig, data, best: Path, run_dir: Path,
+               quality: SampleQuality | None = None) -> dict:
     """The paper's final test: the best checkpoint on the final set, with more z steps;
-    `final_recon.png` shows the first targets above their reconstructions."""
+    `final_recon.png` shows the first targets above their reconstructions. With sample
+    quality on, that G's FID/KID too."""
     generator, iteration = load_generator(best)
     images = data.heldout_images(cfg.final.n_images)
     rec = reconstruct(generator, images, recon_settings(cfg.final), progress_label(cfg, "final"))
     save_comparison(images, rec, run_dir / "final_recon.png")
+    sampled = quality.test(generator) if quality is not None and quality.test else None
     return {"final_loss": rec.mean, "final_iter": iteration, "final_n_images": len(images),
-            "final_steps": cfg.final.steps}
+            "final_steps": cfg.final.steps, **quality_summary(quality, sampled)}

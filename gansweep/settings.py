@@ -11,6 +11,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from gansweep.method.losses import LOSSES, PENALTIES
+from gansweep.quality.extractors import EXTRACTORS
+from gansweep.quality.metrics import METRICS
 from gansweep.rundir.records import compared_results
 
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -27,6 +29,11 @@ def whole(default: Any = MISSING):
 
 def one_of(default: Any, choices: list):
     return field(default=default, metadata={"choices": choices})
+
+
+def some_of(default: list, choices: list):
+    """A list of distinct choices (none: the feature is off)."""
+    return field(default_factory=lambda: list(default), metadata={"subset_of": choices})
 
 
 def optimizer():
@@ -85,6 +92,25 @@ class Final:
 
 
 @dataclass
+class Quality:
+    """Sample quality (gansweep/quality, callbacks.SampleQuality): FID and KID of G's samples
+    against the training images, in the extractor's features. The training images, as FID's
+    definition has them (Heusel et al. computed the training set's statistics): the held-out
+    ones are few (300 digits) and are the reconstruction test's."""
+    # [] (off: nothing built or imported) until the report shows them; e.g. [fid,kid]
+    metrics: list = some_of([], list(METRICS))
+    every: int = positive(500)  # iterations between evaluations; also at the last one
+    n_samples: int = positive(1000)  # generated images (and real ones, up to the training set)
+    # auto: the data set's (digits: digits-classifier; the others: inception)
+    extractor: str = one_of("auto", ["auto", *EXTRACTORS])
+    # the FID Inception network's weights; null: torch's hub cache, where torch-fidelity
+    # puts them (gansweep/quality/extractors.py says where to download them)
+    inception_weights: Optional[str] = None
+    kid_subsets: int = positive(50)
+    kid_subset_size: int = positive(500)
+
+
+@dataclass
 class Settings:
     seed: int = whole(0)  # the training seed: initialisation, codes, batch order
     # what a job returns to an optimisation sweeper, lower is better (gansweep/objective.py)
@@ -92,6 +118,7 @@ class Settings:
     train: Train = field(default_factory=Train)
     recon: Recon = field(default_factory=Recon)
     final: Final = field(default_factory=Final)
+    quality: Quality = field(default_factory=Quality)
 
 
 @dataclass

@@ -61,9 +61,21 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.compile={compile_mode!r} with norm={norm.name}: "
                           f"{norm.cannot_compile}; train {norm.name} eagerly "
                           f"(train.compile=null)")
+    _check_quality(cfg)
     _check_distributed(cfg)
     _check_packed_seeds(cfg)
     _check_networks(cfg)
+
+
+def _check_quality(cfg: DictConfig) -> None:
+    """Sample quality in Inception's features needs its weights file, read from disk only:
+    a missing one is said before anything is built."""
+    from gansweep.quality.evaluation import resolved_extractor
+    from gansweep.quality.extractors import check_inception_weights, default_inception_weights
+
+    quality = cfg.quality
+    if quality.metrics and resolved_extractor(quality.extractor, cfg.dataset.name) == "inception":
+        check_inception_weights(quality.inception_weights or default_inception_weights())
 
 
 def norm_layers(cfg: DictConfig) -> type[Layers]:
@@ -167,6 +179,14 @@ def _check_value(key: str, value, kind, declared) -> None:
     optional = type(None) in get_args(kind)
     if optional:
         kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if "subset_of" in declared:
+        choices = declared["subset_of"]
+        if not isinstance(value, list) or any(v not in choices for v in value) \
+                or len(set(value)) < len(value):
+            raise ConfigError(f"{key}={value!r}: must be a list of distinct ones of "
+                              f"{', '.join(choices)} (e.g. '{key}=[{','.join(choices)}]'; "
+                              f"[] for none)")
+        return
     if "choices" in declared and value not in declared["choices"]:
         names = ", ".join("null" if choice is None else choice for choice in declared["choices"])
         raise ConfigError(f"{key}={value!r}: must be one of {names}")

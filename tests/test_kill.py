@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 # the shipped digits with their default networks: slow enough to be killed mid-run; the
 # progress bar and W&B as shipped
 SETTINGS = ["train.iters=90", "train.ckpt_every=7", "train.sample_every=30", "recon.every=10",
-            "recon.n_images=8", "recon.steps=5", "final.n_images=16", "final.steps=10"]
+            "recon.n_images=8", "recon.steps=5", "final.n_images=16", "final.steps=10",
+            "quality.metrics=[fid,kid]", "quality.every=30", "quality.n_samples=200",
+            "quality.kid_subset_size=100"]
 # train.csv rows at which a signal is due, and which
 KILLS = ((15, signal.SIGKILL), (40, signal.SIGTERM), (70, signal.SIGKILL))
 
@@ -102,7 +104,7 @@ def test_sigkilled_runs_resume_to_the_uninterrupted_result(tmp_path):
     assert "final test:" in done.stderr  # the shipped defaults show the final test working
 
     (run_straight,), (run_killed,) = (list(d.glob("runs/*")) for d in (straight, killed))
-    for name in ("train.csv", "recon.csv"):
+    for name in ("train.csv", "recon.csv", "quality.csv"):
         assert (run_killed / name).read_text() == (run_straight / name).read_text()
     assert json.loads((run_killed / "summary.json").read_text()) == \
         json.loads((run_straight / "summary.json").read_text())

@@ -122,7 +122,8 @@ def test_missing_or_damaged_inception_weights_are_one_line(tmp_path):
     said = str(error.value)
     assert said == (f"no Inception weights at {tmp_path}/nowhere.pth: download {INCEPTION_URL} "
                     f"and put the file there (or give its path: "
-                    f"quality.inception_weights=PATH)")
+                    f"quality.inception_weights=PATH; or measure no sample quality: "
+                    f"quality.metrics=[])")
     (tmp_path / "torn.pth").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(GansweepError, match=r"torn.pth cannot be read \(not the FID Inception "
                                             r"weights .*download .* again"):
@@ -143,3 +144,83 @@ def test_the_digits_classifier_is_deterministic_and_learns_the_digits():
                                                   again.state_dict().values()))
     assert accuracy(first, images[test], labels[test]) > 0.9
     assert ClassifierFeatures(first)(images[:5]).shape == (5, 64)
+
+
+QUALITY_ON = ["quality.metrics=[fid,kid]", "quality.every=3", "quality.n_samples=64",
+              "quality.kid_subsets=5", "quality.kid_subset_size=32"]
+
+
+@pytest.mark.slow  # trains the classifier (a few seconds) and a run
+def test_a_run_writes_its_sample_quality(make_cfg):
+    import csv
+    import json
+
+    from conftest import train_run
+    from wandb_files import offline_runs
+
+    run = train_run(make_cfg(*QUALITY_ON, "wandb.mode=offline"))
+    with open(run / "quality.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = ["fid[digits-classifier]", "kid[digits-classifier]",
+               "kid_std[digits-classifier]"]
+    assert list(rows[0]) == ["iter", *columns] and [r["iter"] for r in rows] == ["3", "6"]
+    summary = json.loads((run / "summary.json").read_text())
+    fids = [float(r[columns[0]]) for r in rows]
+    assert summary["quality_features"] == "digits-classifier"
+    assert summary["best_fid"] == pytest.approx(min(fids), rel=1e-6)
+    assert summary["best_fid_iter"] == [3, 6][fids.index(min(fids))]
+    assert summary["final_fid"] > 0 and summary["final_kid"] is not None
+    (wb,) = offline_runs(run / "wandb")
+    logged = wb.series(f"quality/{columns[0]}")
+    assert [(i, pytest.approx(v, rel=1e-6)) for i, v in logged] == [(3, fids[0]), (6, fids[1])]
+
+
+@pytest.mark.slow  # trains the classifier twice (a few seconds each)
+def test_the_real_features_are_cached_beside_the_split_and_never_stale(make_cfg, monkeypatch):
+    from hydra.utils import instantiate
+
+    from gansweep.quality import evaluation
+    from gansweep.run import quality_settings
+
+    cfg = make_cfg(*QUALITY_ON)
+    data = instantiate(cfg.data)
+    trained = []
+    train = evaluation.train_digits_classifier
+    monkeypatch.setattr(evaluation, "train_digits_classifier",
+                        lambda *a, **k: trained.append(1) or train(*a, **k))
+    first = evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    cache = data.split_path.with_name(f"{data.split_path.stem}.digits-classifier.pt")
+    assert cache.exists() and len(trained) == 1
+    again = evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    assert len(trained) == 1 and torch.equal(again.real, first.real)  # read back
+    data.split_path.write_text(data.split_path.read_text() + " ")  # another split file
+    evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    assert len(trained) == 2
+    cache.write_bytes(b"torn")  # a damaged cache is made again, never an error
+    evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    assert len(trained) == 3
+
+
+def test_sample_quality_off_builds_nothing(make_cfg, tmp_path):
+    from gansweep.run import run_callbacks
+
+    callbacks = run_callbacks(make_cfg("quality.metrics=[]"), tmp_path / "run")
+    assert callbacks.quality is None
+    assert all(type(c).__name__ != "SampleQuality" for c in callbacks.in_order())
+
+
+@pytest.mark.parametrize("bad", ["quality.metrics=[fid,fid]", "quality.metrics=[is]",
+                                 "quality.extractor=vgg"])
+def test_bad_quality_settings_are_one_line(make_cfg, bad):
+    from gansweep.validate import validate
+
+    with pytest.raises(GansweepError, match=f"^{bad.split('=')[0]}="):
+        validate(make_cfg(bad))
+
+
+def test_inception_without_its_weights_fails_before_anything_is_built(make_cfg, tmp_path):
+    from gansweep.validate import validate
+
+    with pytest.raises(GansweepError, match=f"no Inception weights at {tmp_path}/none.pth"):
+        validate(make_cfg("quality.metrics=[fid]", "quality.extractor=inception",
+                          f"quality.inception_weights={tmp_path}/none.pth"))

@@ -118,6 +118,7 @@ CELEBA = ["dataset=celeba", "dataset.holdout=16", "dataset.cache=false"]
 MNIST = ["dataset=mnist", "dataset.holdout=16"]
 RESNET = ["arch=resnet", "norm=vanilla"]
 OFFLINE = ["wandb.mode=offline"]
+QUALITY = ["quality.metrics=[fid,kid]"]  # the tests' runs measure none (conftest.TINY_RUN)
 
 # setting -> (value, what the run's built objects show, overrides it needs)
 REACHES = {
@@ -143,6 +144,15 @@ REACHES = {
     "recon.steps": (4, lambda b: [b.recon.settings.steps], []),
     "recon.lr": (0.02, lambda b: [b.recon.settings.lr], []),
     "recon.chunk_size": (5, lambda b: [b.recon.settings.chunk_size], []),
+    "quality.metrics": (["kid"], lambda b: [list(b.quality.settings.metrics)], []),
+    "quality.every": (4, lambda b: [b.quality.every], QUALITY),
+    "quality.n_samples": (7, lambda b: [b.quality.settings.n_samples], QUALITY),
+    "quality.extractor": ("digits-classifier", lambda b: [b.quality.settings.extractor],
+                          QUALITY),
+    "quality.inception_weights": (ELSEWHERE, lambda b: [Path(b.quality.settings
+                                                             .inception_weights)], QUALITY),
+    "quality.kid_subsets": (7, lambda b: [b.quality.settings.kid_subsets], QUALITY),
+    "quality.kid_subset_size": (9, lambda b: [b.quality.settings.kid_subset_size], QUALITY),
     # the final test runs when training ends (gansweep.run.final_test)
     "final.n_images": (12, lambda b: [b.final_summary()["final_n_images"]], []),
     "final.steps": (3, lambda b: [b.final.steps], []),

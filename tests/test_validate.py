@@ -299,11 +299,14 @@ def test_what_a_norm_allows_is_the_norms_to_say(make_cfg, monkeypatch):
         validate(make_cfg("train.compile=default"))
 
 
-def test_a_penalty_under_a_norm_that_mixes_the_batch_is_noted_once(make_cfg, tmp_path, capsys):
+def test_a_penalty_under_a_norm_that_mixes_the_batch_is_noted_once(make_cfg, tmp_path, caplog):
+    import logging
+
     from gansweep.validate import penalty_caveat
 
-    train(make_cfg("norm=bn", "penalty=wgan_gp"))
-    said = capsys.readouterr().out
+    with caplog.at_level(logging.WARNING, logger="gansweep"):
+        train(make_cfg("norm=bn", "penalty=wgan_gp"))
+    said = "\n".join(r.getMessage() for r in caplog.records if r.name == "gansweep")
     assert said.count("gansweep: note: norm=bn with penalty=wgan_gp: BN makes D's output on "
                       "an image depend on the rest of its batch") == 1
     assert "norm=ln" in said  # what to use instead

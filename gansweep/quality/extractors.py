@@ -23,6 +23,7 @@ from torch import nn
 
 from gansweep.errors import GansweepError, damaged, first_line
 
+EXTRACTORS = ("inception", "digits-classifier")
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 
@@ -39,7 +40,8 @@ def check_inception_weights(path: str | Path) -> Path:
     if not path.is_file():
         raise GansweepError(
             f"no Inception weights at {path}: download {INCEPTION_URL} and put the file "
-            f"there (or give its path: quality.inception_weights=PATH)")
+            f"there (or give its path: quality.inception_weights=PATH; or measure no sample "
+            f"quality: quality.metrics=[])")
     return path
 
 

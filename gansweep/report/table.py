@@ -418,7 +418,7 @@ def to_wandb_report(runs: list[dict], sweep_dir: Path | None, wandb_project: str
                     dry_run: bool) -> str:
     """The report as a W&B Report in `target` (ENTITY/PROJECT): saved, or with `dry_run`
     its spec written to `wandb_report.json`; says where it went."""
-    from gansweep.report.table import dashboard
+    from gansweep.report import dashboard
 
     entity, _, project = target.partition("/")
     runs = [r for r in runs if r["status"] != UNREADABLE]

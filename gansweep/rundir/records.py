@@ -33,7 +33,7 @@ from gansweep.rundir.durable import IterationCsv, write_json
 
 SUMMARY, FAILED, CONFIG = "summary.json", "failed.json", "config.yaml"
 RESULTS = ("finished", "diverged")  # statuses whose summary holds the run's results
-TRAIN_CSV, RECON_CSV = "train.csv", "recon.csv"
+TRAIN_CSV, RECON_CSV, QUALITY_CSV = "train.csv", "recon.csv", "quality.csv"
 ARCHIVE = "restarts"  # earlier attempts of a run that restarted (gansweep.rundir.restarts)
 RECON_COLUMNS = ["recon_mse"]
 

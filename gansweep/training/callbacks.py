@@ -8,6 +8,8 @@ that diverged saves nothing from the faulty iteration on.
   `recon.csv`, the logged `recon/running`, and `checkpoints/best.ckpt` on each improvement.
 - `IterationCheckpoint`: `checkpoints/last.ckpt`.
 - `SampleGrids`: `samples/iter_XXXXXX.png` from fixed codes, via torchvision's `save_image`.
+- `SampleQuality`: `quality.csv` and `quality/*`: FID/KID of G's samples (gansweep/quality),
+  with the best value of each so far.
 - `LossHistory`: `train.csv` and the loggers' `train/*` series, one row per iteration, read
   back every `train.log_every` iterations and before every checkpoint; it sends the W&B rows
   (gansweep.training.wandb_logger.IterationLogger), once the others have added their values.
@@ -47,6 +49,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import save_image
 
 from gansweep.method.reconstruction import ReconSettings, reconstruct
+from gansweep.quality.evaluation import QualitySettings, QualityTest
 from gansweep.rundir.durable import IterationCsv
 from gansweep.training.wandb_logger import flush_rows, held, log_image, log_row
 
@@ -205,6 +208,58 @@ class SampleGrids(_EveryN):
             save_image(images, path, nrow=round(math.sqrt(len(images))), padding=2,
                        pad_value=0.5)
             log_image(trainer, pl_module.iteration, "samples", path)
+
+
+class SampleQuality(_EveryN):
+    """FID/KID of G's samples against the training images, on rank 0 (G is the same on every
+    rank, and nothing of training depends on it): `quality.csv`, `quality/<column>` to the
+    loggers, and each column's best (lowest) value and its iteration."""
+
+    def __init__(self, every: int, last: int, settings: QualitySettings, seed: int,
+                 history_path: Path):
+        super().__init__(every, last)
+        self.settings, self.seed = settings, seed
+        self.history_path = Path(history_path)
+        self.test, self.csv = None, None
+        self.best: dict[str, tuple[float, int]] = {}  # column -> (value, iteration)
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.is_global_zero:
+            self.test = QualityTest(self.settings, trainer.datamodule, self.seed)
+            self.csv = IterationCsv(self.history_path, self.test.columns())
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            kept = self.csv.open(resumed_at=pl_module.iteration)
+            for row in kept[bisect_rows(kept, held(trainer)):]:
+                log_row(trainer, int(row["iter"]),
+                        {f"quality/{c}": float(row[c]) for c in self.test.columns()})
+
+    def run(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
+        with pl_module.generator_alone() as generator:
+            values = self.test(generator)
+        if values is None:  # G's samples are not finite: the running test says it diverged
+            return
+        self.csv.write(pl_module.iteration, values)
+        log_row(trainer, pl_module.iteration, {f"quality/{c}": v for c, v in values.items()})
+        for column, value in values.items():
+            if not column.startswith("kid_std") and value < self.best.get(column, (math.inf,))[0]:
+                self.best[column] = (value, pl_module.iteration)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.csv is not None:
+            self.csv.close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)
+
+    def state_dict(self):
+        return {"best": {c: list(v) for c, v in self.best.items()}}
+
+    def load_state_dict(self, state_dict):
+        self.best = {c: (v, i) for c, (v, i) in state_dict["best"].items()}
 
 
 class LossHistory(L.Callback):

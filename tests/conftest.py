@@ -40,7 +40,6 @@ TINY_RUN = [
     "train.iters=6", "train.ckpt_every=3", "train.sample_every=3",
     "recon.every=3", "recon.n_images=8", "recon.steps=5", "final.n_images=16", "final.steps=10",
     "trainer.enable_progress_bar=false", "wandb.mode=disabled",
-    "quality.metrics=[]",  # on in tests/test_quality.py and the shipped-defaults ones
 ]
 # Tiny networks, per architecture.
 TINY_NETS = {

@@ -118,7 +118,7 @@ CELEBA = ["dataset=celeba", "dataset.holdout=16", "dataset.cache=false"]
 MNIST = ["dataset=mnist", "dataset.holdout=16"]
 RESNET = ["arch=resnet", "norm=vanilla"]
 OFFLINE = ["wandb.mode=offline"]
-QUALITY = ["quality.metrics=[fid,kid]"]  # the tests' runs measure none (conftest.TINY_RUN)
+QUALITY = ["quality.metrics=[fid,kid]"]  # off by default
 
 # setting -> (value, what the run's built objects show, overrides it needs)
 REACHES = {

@@ -133,9 +133,8 @@ class RunningRecon(_EveryN):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            kept = self.csv.open(resumed_at=pl_module.iteration)
-            for row in kept[bisect_rows(kept, held(trainer)):]:
-                log_row(trainer, int(row["iter"]), {"recon/running": float(row["recon_mse"])})
+            replay(trainer, self.csv.open(resumed_at=pl_module.iteration),
+                   lambda row: {"recon/running": float(row["recon_mse"])})
 
     def run(self, trainer, pl_module):
         # Once per evaluation, on rank 0 (G is the same on every rank); the others get the
@@ -230,10 +229,8 @@ class SampleQuality(_EveryN):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            kept = self.csv.open(resumed_at=pl_module.iteration)
-            for row in kept[bisect_rows(kept, held(trainer)):]:
-                log_row(trainer, int(row["iter"]),
-                        {f"quality/{c}": float(row[c]) for c in self.test.columns()})
+            replay(trainer, self.csv.open(resumed_at=pl_module.iteration),
+                   lambda row: {f"quality/{c}": float(row[c]) for c in self.test.columns()})
 
     def run(self, trainer, pl_module):
         if not trainer.is_global_zero:
@@ -278,10 +275,9 @@ class LossHistory(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            kept = self.csv.open(resumed_at=pl_module.iteration)
+            replay(trainer, self.csv.open(resumed_at=pl_module.iteration),
+                   lambda row: {f"train/{c}": float(row[c]) for c in self.columns})
             self._open = True
-            self._log(trainer, [(int(row["iter"]), [float(row[c]) for c in self.columns])
-                                for row in kept[bisect_rows(kept, held(trainer)):]])
             flush_rows(trainer)  # the replayed rows, before any of this piece's
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -318,9 +314,12 @@ class LossHistory(L.Callback):
             log_row(trainer, iteration, {f"train/{c}": v for c, v in zip(self.columns, losses)})
 
 
-def bisect_rows(rows: list[dict], iteration: int) -> int:
-    """The index of the first of a CSV's `rows` after `iteration` (rows in iteration order)."""
-    return bisect.bisect_right(rows, iteration, key=lambda row: int(row["iter"]))
+def replay(trainer, kept: list[dict], values_of) -> None:
+    """The rows of a run's CSV that a resume kept (`IterationCsv.open`) and the W&B run's
+    earlier pieces lack (`wandb_logger.held`), to the loggers, as `values_of(row)`."""
+    start = bisect.bisect_right(kept, held(trainer), key=lambda row: int(row["iter"]))
+    for row in kept[start:]:
+        log_row(trainer, int(row["iter"]), values_of(row))
 
 
 class IterationProgressBar(TQDMProgressBar):

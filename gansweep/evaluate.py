@@ -2,8 +2,8 @@
 
 Loads a checkpoint's G, reconstructs the run's own held-out images (its `split.json`) with
 the paper's protocol, prints the error and writes `eval/<name>.json` and `eval/<name>.png`
-(targets on odd rows, their reconstructions below them). Training's final test uses the
-same functions. A checkpoint of other networks than the run's is refused; one of the same
+(targets on odd rows, their reconstructions below them); with `--quality`, the FID/KID of
+its G's samples as the run measured them. Training's final test uses the same functions. A checkpoint of other networks than the run's is refused; one of the same
 networks from elsewhere (another seed's, a copy) is named for where it came from
 (`evaluation_name`).
 """
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import save_image
 
 from gansweep.cli import non_negative_int, positive_float, positive_int, run_command
@@ -103,8 +103,10 @@ def kernels_like_training(cfg: DictConfig) -> None:
 
 
 def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | None = None,
-                 settings: ReconSettings = ReconSettings(), progress: str | None = None) -> dict:
-    """Re-evaluates a run's checkpoint (`progress`: a progress bar's label, None: none)."""
+                 settings: ReconSettings = ReconSettings(), progress: str | None = None,
+                 quality: bool = False) -> dict:
+    """Re-evaluates a run's checkpoint (`progress`: a progress bar's label, None: none);
+    with `quality`, its sample quality too, as the run measured it (`sample_quality`)."""
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
     cfg = records.read_config(run_dir)
@@ -117,9 +119,32 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
     result = {**records.identity(cfg), "checkpoint": str(path), "iteration": iteration,
               "n_images": len(images), "steps": settings.steps, "lr": settings.lr,
               "recon_mse": rec.mean}
+    if quality:
+        result.update(sample_quality(run_dir, cfg, generator))
+        name += "-quality"
     records.write_evaluation(run_dir, name, result)
     save_comparison(images, rec, run_dir / "eval" / f"{name}.png")
     return result
+
+
+def sample_quality(run_dir: Path, cfg: DictConfig, generator: torch.nn.Module) -> dict:
+    """FID/KID of G (`{"fid[<features>]": ...}`) by the run's quality settings against its
+    own split's training images; the shipped defaults for a run from before them, or one
+    trained with `quality.metrics=[]`."""
+    from gansweep.quality.evaluation import QualityTest, quality_settings
+    from gansweep.settings import Quality
+
+    node = OmegaConf.merge(OmegaConf.structured(Quality), cfg.get("quality") or {})
+    if not node.metrics:
+        node.metrics = Quality().metrics
+    with open_dict(cfg):
+        cfg.data.split_path = str(run_dir / "split.json")
+    values = QualityTest(quality_settings(node, cfg.dataset.name), build(cfg.data),
+                         cfg.seed)(generator)
+    if values is None:
+        raise GansweepError("G of this checkpoint gives non-finite samples (it diverged): "
+                            "no sample quality to measure")
+    return values
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -132,15 +157,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=non_negative_int, default=ReconSettings.steps)
     parser.add_argument("--lr", type=positive_float, default=ReconSettings.lr)
     parser.add_argument("--chunk-size", type=positive_int, default=ReconSettings.chunk_size)
+    parser.add_argument("--quality", action="store_true",
+                        help="also FID/KID of G's samples, by the run's quality settings")
     args = parser.parse_args(argv)
     if not (args.run_dir / "config.yaml").exists():
         parser.error(f"{args.run_dir} is not a gansweep run directory (no config.yaml)")
     settings = ReconSettings(steps=args.steps, lr=args.lr, chunk_size=args.chunk_size)
     result = evaluate_run(args.run_dir, args.checkpoint, args.n_images, settings,
-                          progress="reconstructing")
+                          progress="reconstructing", quality=args.quality)
+    measured = "".join(f", {k} {v:.4g}" for k, v in result.items() if "[" in k)
     print(f"{result['checkpoint']} (iteration {result['iteration']}): reconstruction error "
           f"{result['recon_mse']:.6f} on {result['n_images']} held-out images, "
-          f"{result['steps']} steps; grid and json in {args.run_dir / 'eval'}")
+          f"{result['steps']} steps{measured}; grid and json in {args.run_dir / 'eval'}")
     return result
 
 

@@ -19,7 +19,7 @@ from gansweep.evaluate import load_generator, save_comparison
 from gansweep.method.reconstruction import ReconSettings, reconstruct
 from gansweep.rundir import records, restarts
 from gansweep.rundir.names import seed_dirname, seed_overrides, seed_run_dirs, unchanging_keys
-from gansweep.quality.evaluation import QualitySettings, resolved_extractor
+from gansweep.quality.evaluation import quality_settings
 from gansweep.training.callbacks import (
     IterationCheckpoint,
     LossHistory,
@@ -67,18 +67,12 @@ class RunCallbacks:
                 self.losses, self.last]
 
 
-def quality_settings(cfg: DictConfig) -> QualitySettings:
-    q = cfg.quality
-    return QualitySettings(tuple(q.metrics), q.n_samples,
-                           resolved_extractor(q.extractor, cfg.dataset.name),
-                           q.inception_weights, q.kid_subsets, q.kid_subset_size)
-
-
 def run_callbacks(cfg: DictConfig, run_dir: Path) -> RunCallbacks:
     ckpt_dir, iters = run_dir / "checkpoints", cfg.train.iters
     quality = None
     if cfg.quality.metrics:  # else nothing of it is built (or imported: a lazy module)
-        quality = SampleQuality(cfg.quality.every, iters, quality_settings(cfg), cfg.seed,
+        quality = SampleQuality(cfg.quality.every, iters,
+                                quality_settings(cfg.quality, cfg.dataset.name), cfg.seed,
                                 run_dir / records.QUALITY_CSV)
     return RunCallbacks(
         RunningRecon(cfg.recon.every, iters, cfg.recon.n_images, recon_settings(cfg.recon),

@@ -97,9 +97,11 @@ class Quality:
     against the training images, in the extractor's features. The training images, as FID's
     definition has them (Heusel et al. computed the training set's statistics): the held-out
     ones are few (300 digits) and are the reconstruction test's."""
-    # [] (off: nothing built or imported) until the report shows them; e.g. [fid,kid]
-    metrics: list = some_of([], list(METRICS))
-    every: int = positive(500)  # iterations between evaluations; also at the last one
+    # [] turns it off: nothing of it is built or imported
+    metrics: list = some_of(["fid", "kid"], list(METRICS))
+    # iterations between evaluations, also at the last one; the running test's, so that the
+    # report can rank the two series over the same iterations
+    every: int = positive("${recon.every}")
     n_samples: int = positive(1000)  # generated images (and real ones, up to the training set)
     # auto: the data set's (digits: digits-classifier; the others: inception)
     extractor: str = one_of("auto", ["auto", *EXTRACTORS])

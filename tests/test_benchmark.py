@@ -158,3 +158,21 @@ def test_the_kernel_counter_sees_a_compiled_chain_of_ops_as_one_kernel():
     with KernelCounter() as compiled:
         fused(x, a)
     assert (eager.kernels, compiled.kernels) == (5, 1)
+
+
+def test_quality_benchmark_gives_each_parts_share_at_both_schedules(capsys):
+    r = main(["quality", "--final-steps", "2", "quality.n_samples=100",
+              "quality.kid_subset_size=50", "recon.n_images=8", "recon.steps=2",
+              "final.n_images=16", "final.steps=10"])
+    seconds = r["seconds"]
+    assert all(v > 0 for v in seconds.values()) and set(r["per_metric_s"]) == {"fid", "kid"}
+    for schedule in ("default_schedule", "papers_schedule"):
+        shares = r[schedule]["shares"]
+        assert sum(shares.values()) == pytest.approx(1)
+    # the default run: 2000 iterations, both tests at 250, 500, ..., 2000 (8 each)
+    d = r["default_schedule"]
+    total = seconds["training"] * 2000 + 8 * (seconds["running test"]
+                                             + seconds["sample quality"]) \
+        + seconds["final test"] + seconds["quality set-up"]
+    assert d["shares"]["sample quality"] == pytest.approx(8 * seconds["sample quality"] / total)
+    assert "share of a run at the paper's schedule" in capsys.readouterr().out

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """Two norms x two seeds, W&B offline (the default mode), as a user runs it."""
+    """Two norms x two seeds, W&B offline (the default mode) and sample quality on (the
+    default), as a user runs it."""
     root = tmp_path_factory.mktemp("dashboard")
-    short = [o for o in TINY if o != "wandb.mode=disabled"]
+    short = [o for o in TINY if o not in ("wandb.mode=disabled", "quality.metrics=[]")]
     done = subprocess.run([sys.executable, "-m", "gansweep", "-m", "norm=vanilla,wn",
                            "seed=0,1", *short], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,13 +74,20 @@ def test_the_report_shows_the_sweeps_runs_grouped_by_norm(sweep, tmp_path, monke
     # the runs table: each run's results, keys the runs' summaries hold
     summary_keys = [c.split(":", 1)[1] for c in runset.pinned_columns
                     if c.startswith("summary:")]
-    assert summary_keys == ["best_iter", "running_loss", "final_loss", "status"]
+    assert summary_keys == ["best_iter", "running_loss", "final_loss", "final_fid",
+                            "final_kid", "quality_features", "status"]
     assert all(k in wb.summary for wb in wandb_runs for k in summary_keys)
+    assert {wb.summary["quality_features"] for wb in wandb_runs} == {"digits-classifier"}
     line = next(p for p in grid.panels if type(p).__name__ == "LinePlot")
     assert (line.x.name, [y.name for y in line.y]) == ("trainer/iter", ["recon/running"])
     assert line.groupby.name == "norm"
     assert (line.groupby_aggfunc, line.groupby_rangefunc) == ("mean", "minmax")
     assert all(wb.series("recon/running") for wb in wandb_runs)  # the x and y it plots
+    quality = [p for p in grid.panels if type(p).__name__ == "LinePlot"][1:]
+    keys = [y.name for p in quality for y in p.y]
+    assert keys == ["quality/fid[digits-classifier]", "quality/kid[digits-classifier]"]
+    assert all(p.groupby.name == "norm" and p.x.name == "trainer/iter" for p in quality)
+    assert all(wb.series(k) for wb in wandb_runs for k in keys)  # what the runs logged
     media = next(p for p in grid.panels if type(p).__name__ == "MediaBrowser")
     assert media.media_keys == ["samples"]
     assert all(any("samples/_type" in row for row in wb.history) for wb in wandb_runs)

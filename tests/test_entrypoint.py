@@ -34,8 +34,9 @@ def run_dirs(out):
 def test_single_run_writes_a_findable_run_directory_and_a_quiet_console(tmp_path):
     from gansweep.console import NOISE, TIP
 
-    command = [*[o for o in TINY if not o.startswith("wandb.")], "wandb.mode=offline",
-               "seed=3"]  # W&B on, as by default
+    # W&B and sample quality on, as by default
+    command = [*[o for o in TINY if not o.startswith(("wandb.", "quality."))],
+               "wandb.mode=offline", "seed=3"]
     out = gansweep(tmp_path, *command)
     # gansweep's lines, not third-party noise
     assert "gansweep: run finished" in out and "wandb: " in out
@@ -49,7 +50,7 @@ def test_single_run_writes_a_findable_run_directory_and_a_quiet_console(tmp_path
     expected = ",".join(sorted(o for o in command if not o.startswith(ignored)))
     assert run == tmp_path / "outputs" / "runs" / run_name(expected)  # bounded if long
     assert run.name[:100] == expected[:100]
-    for name in ("config.yaml", "split.json", "train.csv", "checkpoints/last.ckpt",
+    for name in ("config.yaml", "split.json", "train.csv", "quality.csv", "checkpoints/last.ckpt",
                  "samples/iter_000006.png", ".hydra/overrides.yaml"):
         assert (run / name).exists(), name
     # the same command again finds the same directory, which is already complete

@@ -89,3 +89,18 @@ def test_a_checkpoint_of_another_run_never_overwrites_the_runs_own_evaluation(ru
     assert {p.name: p.read_bytes() for p in (run / "eval").iterdir() if p.name in before} \
         == before
     assert foreign["recon_mse"] != own["recon_mse"]
+
+
+@pytest.mark.slow  # a run with sample quality on (its classifier trains in about 2 s)
+def test_reevaluating_with_quality_reproduces_the_final_tests_fid_and_kid(tmp_path, capsys):
+    from conftest import compose_config
+
+    run = train_run(compose_config(tmp_path, "quality.metrics=[fid,kid]",
+                                   "quality.n_samples=200", "quality.kid_subset_size=100"))
+    summary = json.loads((run / "summary.json").read_text())
+    result = main([str(run), "--n-images", "16", "--steps", "10", "--quality"])
+    features = summary["quality_features"]
+    assert result[f"fid[{features}]"] == pytest.approx(summary["final_fid"], rel=1e-6)
+    assert result[f"kid[{features}]"] == pytest.approx(summary["final_kid"], rel=1e-6)
+    assert f"fid[{features}] {result[f'fid[{features}]']:.4g}" in capsys.readouterr().out
+    assert json.loads((run / "eval" / "best-n16-s10-quality.json").read_text()) == result

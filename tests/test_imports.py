@@ -73,7 +73,7 @@ MAY_IMPORT = {
     "method": {"method"},  # pure torch: no training, no files, no run
     "nets": {"method", "nets"},
     "data": {"data", "errors"},
-    "quality": {"quality", "errors"},  # sample quality: extractors and FID/KID
+    "quality": {"quality", "errors", "cli"},  # sample quality: extractors, FID/KID, its check
     "rundir": {"rundir", "errors", "method.losses"},  # losses: a record's loss by default
     "training": {"training", "method", "quality", "rundir", "errors", "validate"},
     # the report reads runs only through the records (and names them as runs are named)

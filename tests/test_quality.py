@@ -175,12 +175,33 @@ def test_a_run_writes_its_sample_quality(make_cfg):
     assert [(i, pytest.approx(v, rel=1e-6)) for i, v in logged] == [(3, fids[0]), (6, fids[1])]
 
 
+@pytest.mark.slow
+def test_a_diverged_g_gives_no_quality_row_and_the_record_says_why(make_cfg):
+    """G turns NaN after iteration 5; the divergence is read at 12, after the tests at 6
+    and 9 met it: the running test says the run diverged at 6, and sample quality wrote
+    no row for the NaN G (nor for any later one); the best checkpoint's final test still
+    measures it."""
+    import csv
+    import json
+
+    from conftest import PoisonGenerator, train_run
+
+    run = train_run(make_cfg(*QUALITY_ON, "train.iters=12", "train.log_every=12"),
+                    callbacks=[PoisonGenerator(5)])
+    with open(run / "quality.csv", newline="") as f:
+        assert [r["iter"] for r in csv.DictReader(f)] == ["3"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at"] == 6
+    assert summary["best_iter"] == 3 and summary["best_fid_iter"] == 3
+    assert summary["final_fid"] > 0
+
+
 @pytest.mark.slow  # trains the classifier twice (a few seconds each)
 def test_the_real_features_are_cached_beside_the_split_and_never_stale(make_cfg, monkeypatch):
     from hydra.utils import instantiate
 
     from gansweep.quality import evaluation
-    from gansweep.run import quality_settings
+    from gansweep.quality.evaluation import quality_settings
 
     cfg = make_cfg(*QUALITY_ON)
     data = instantiate(cfg.data)
@@ -188,16 +209,16 @@ def test_the_real_features_are_cached_beside_the_split_and_never_stale(make_cfg,
     train = evaluation.train_digits_classifier
     monkeypatch.setattr(evaluation, "train_digits_classifier",
                         lambda *a, **k: trained.append(1) or train(*a, **k))
-    first = evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    first = evaluation.QualityTest(quality_settings(cfg.quality, cfg.dataset.name), data, seed=0)
     cache = data.split_path.with_name(f"{data.split_path.stem}.digits-classifier.pt")
     assert cache.exists() and len(trained) == 1
-    again = evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    again = evaluation.QualityTest(quality_settings(cfg.quality, cfg.dataset.name), data, seed=0)
     assert len(trained) == 1 and torch.equal(again.real, first.real)  # read back
     data.split_path.write_text(data.split_path.read_text() + " ")  # another split file
-    evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    evaluation.QualityTest(quality_settings(cfg.quality, cfg.dataset.name), data, seed=0)
     assert len(trained) == 2
     cache.write_bytes(b"torn")  # a damaged cache is made again, never an error
-    evaluation.QualityTest(quality_settings(cfg), data, seed=0)
+    evaluation.QualityTest(quality_settings(cfg.quality, cfg.dataset.name), data, seed=0)
     assert len(trained) == 3
 
 
@@ -224,3 +245,27 @@ def test_inception_without_its_weights_fails_before_anything_is_built(make_cfg, 
     with pytest.raises(GansweepError, match=f"no Inception weights at {tmp_path}/none.pth"):
         validate(make_cfg("quality.metrics=[fid]", "quality.extractor=inception",
                           f"quality.inception_weights={tmp_path}/none.pth"))
+
+
+@pytest.mark.slow  # Inception twice on 299 px images (about 20 s)
+def test_the_inception_check_agrees_with_torch_fidelity_on_cifar10_files(tmp_path, capsys):
+    """`python -m gansweep.quality.check`: gansweep's FID and torch-fidelity's own pipeline
+    on the same CIFAR-10 images (a fixture in the real on-disk format, read by torchvision),
+    with the same weights file (random here: the real one cannot be downloaded)."""
+    from gansweep.data.fakes import cifar10_checksums, write_cifar10
+    from gansweep.quality.check import main
+
+    write_random_inception_weights(tmp_path / "weights.pth")
+    md5 = write_cifar10(tmp_path / "cifar", per_batch=12)
+    with cifar10_checksums(md5):
+        ours, theirs = main(["--weights", str(tmp_path / "weights.pth"), "--cifar10",
+                             str(tmp_path / "cifar"), "--n", "12"])
+    assert ours == pytest.approx(theirs, rel=1e-3) and ours > 0
+    assert "they agree" in capsys.readouterr().out
+
+
+def test_the_inception_check_without_data_or_weights_is_one_line(tmp_path):
+    from gansweep.quality.check import main
+
+    with pytest.raises(GansweepError, match=r"--cifar10 .*cifar-10-batches-py"):
+        main(["--weights", str(tmp_path / "w.pth"), "--cifar10", str(tmp_path)])

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -19,13 +20,15 @@ def sweep(tmp_path_factory):
     from conftest import compose_config
 
     root = tmp_path_factory.mktemp("report")
+    # sample quality on (the default, which the tiny runs turn off), tested at 2, 4 and 6
+    quality = ["quality.metrics=[fid,kid]", "recon.every=2"]
     for norm in ("vanilla", "wn"):
         for seed in (0, 1):
-            train(compose_config(root, f"norm={norm}", f"seed={seed}",
+            train(compose_config(root, f"norm={norm}", f"seed={seed}", *quality,
                                  f"run_dir={root}/sweep/{norm}-{seed}"))
     with pytest.raises(RuntimeError):  # a third wn seed that never finished
-        train(compose_config(root, "norm=wn", "seed=2", f"run_dir={root}/sweep/wn-2"),
-              callbacks=[CrashAt(4)])
+        train(compose_config(root, "norm=wn", "seed=2", *quality, f"run_dir={root}/sweep/wn-2"),
+              callbacks=[CrashAt(5)])
     return root / "sweep"
 
 
@@ -37,16 +40,19 @@ def test_table_has_a_row_per_norm_with_mean_std_over_seeds(sweep, tmp_path):
     md = main([str(sweep), "--out", str(tmp_path)])
     with open(tmp_path / "table.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
-    assert header == ["norm", "best iteration", "running loss", "final loss", "rise after best",
-                      "worst rise", "diverged", "runs", "status"]
+    assert header == ["norm", "best iteration", "running loss", "final loss",
+                      "final FID[digits-classifier]", "final KID[digits-classifier]",
+                      "rise after best", "worst rise", "diverged", "runs", "status"]
     assert [r[0] for r in rows] == ["vanilla", "wn"]
     vanilla = summaries(sweep, "vanilla")
     final = [s["final_loss"] for s in vanilla]
     assert rows[0][3] == f"{statistics.mean(final):.6f} ± {statistics.stdev(final):.6f}"
-    assert rows[0][7] == "2" and rows[0][8] == "2 finished"
+    fids = [s["final_fid"] for s in vanilla]
+    assert rows[0][4] == f"{statistics.mean(fids):.2f} ± {statistics.stdev(fids):.2f}"
+    assert rows[0][9] == "2" and rows[0][10] == "2 finished"
     # the unfinished run is counted and shown, not dropped; only finished runs are averaged
-    assert rows[1][7] == "3" and rows[1][6] == "0/2"
-    assert rows[1][8] == "2 finished; unfinished at 3 (seed 2)"  # its last recon: iter 3
+    assert rows[1][9] == "3" and rows[1][8] == "0/2"
+    assert rows[1][10] == "2 finished; unfinished at 4 (seed 2)"  # its last recon: iter 4
     wn_final = [s["final_loss"] for s in summaries(sweep, "wn")]
     assert rows[1][3].startswith(f"{statistics.mean(wn_final):.6f} ± ")
     assert md == (tmp_path / "table.md").read_text() and "| vanilla |" in md
@@ -69,11 +75,14 @@ def test_variants_that_differ_in_the_norm_are_compared_with_an_interval(sweep, t
     with open(tmp_path / "comparisons.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["a"], r["b"], r["metric"], r["n_a"], r["left_out"]) for r in rows] == [
-        ("wn", "vanilla", "final loss", "2", "1"), ("wn", "vanilla", "running loss", "2", "1")]
+        ("wn", "vanilla", "final loss", "2", "1"), ("wn", "vanilla", "running loss", "2", "1"),
+        ("wn", "vanilla", "final FID[digits-classifier]", "2", "1"),
+        ("wn", "vanilla", "final KID[digits-classifier]", "2", "1")]
     assert "Welch" in md and "wn vs vanilla" in (tmp_path / "table.tex").read_text()
     # another compared setting: the norm becomes part of what the sides share, and no
     # other setting varies here, so there is nothing to compare
-    assert "vs" not in main([str(sweep), "--out", str(tmp_path / "lr"), "--compare", "train.lr"])
+    assert "Variants that differ" not in main([str(sweep), "--out", str(tmp_path / "lr"),
+                                               "--compare", "train.lr"])
 
 
 def test_a_compared_setting_no_run_has_is_one_line_and_a_re_report_keeps_no_stale_file(
@@ -147,8 +156,9 @@ def test_the_comparison_notebook_runs_on_a_sweep(sweep, monkeypatch):
     tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert tables and "| vanilla |" in tables[0] and "| wn |" in tables[0]
     assert "- wn vs vanilla (dcgan, digits): final loss" in tables[1]
+    assert "- fid[digits-classifier], over training, all runs: median rho" in tables[2]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 3  # the curves, the stability bands, the sample grids
+    assert len(images) == 4  # the curves, sample grids, FID beside recon, stability bands
     assert "wn: rise after best" in text and "diverged 0/2" in text
 
 
@@ -162,11 +172,15 @@ class FakeWandbRun:
         with open(run_dir / "recon.csv", newline="") as f:
             self._history = [{"trainer/iter": int(r["iter"]), "recon/running": float(r["recon_mse"])}
                              for r in csv.DictReader(f)]
+        with open(run_dir / "quality.csv", newline="") as f:  # W&B's quality/<column> rows
+            self._history += [{"trainer/iter": int(r.pop("iter")),
+                               **{f"quality/{c}": float(v) for c, v in r.items()}}
+                              for r in csv.DictReader(f)]
         self.state = "finished"
         self.group = run_dir.parent.name
 
-    def scan_history(self, keys):
-        return [{k: row[k] for k in keys} for row in self._history]
+    def scan_history(self, keys):  # as W&B's: the rows that hold every key
+        return [{k: row[k] for k in keys} for row in self._history if set(keys) <= set(row)]
 
 
 def test_the_table_from_a_wandb_project_matches_the_one_from_files(sweep, tmp_path, monkeypatch):
@@ -186,6 +200,9 @@ def test_the_table_from_a_wandb_project_matches_the_one_from_files(sweep, tmp_pa
     assert asked == ["team/gansweep"]
     # the same finished runs give the same rows (the files also know the unfinished one)
     assert from_wandb.splitlines()[2] == from_files.splitlines()[2]  # vanilla
+    assert "final FID[digits-classifier]" in from_wandb.splitlines()[0]
+    tracked = [line for line in from_files.splitlines() if "over training" in line]
+    assert tracked and all(line in from_wandb for line in tracked)
     assert (tmp_path / "wb" / "recon.png").exists()
 
 
@@ -249,7 +266,7 @@ def test_a_result_column_is_one_definition(tmp_path, monkeypatch):
     from gansweep.report.table import collect, comparisons
     from gansweep.rundir import records
 
-    extra = records.Result("final_iter", "final test's iteration", "{:,.0f}", compared=3)
+    extra = records.Result("final_iter", "final test's iteration", "{:,.0f}", compared=9)
     monkeypatch.setattr(records, "RESULT_COLUMNS", (*records.RESULT_COLUMNS, extra))
     runs = tmp_path / "runs"
     for norm, seed, at in (("wn", 0, 400_000), ("wn", 1, 420_000), ("bn", 0, 20_000),
@@ -266,7 +283,7 @@ def test_a_result_column_is_one_definition(tmp_path, monkeypatch):
     assert not any("final test's iteration" in line for line in beside)  # not the paper's
     assert "final test's iteration" in {c["metric"] for c in comparisons(collect(runs))}
     assert [r.key for r in records.compared_results()][-1] == "final_iter"
-    assert "summary:final_iter" in dashboard.pinned_columns("norm")
+    assert "summary:final_iter" in dashboard.pinned_columns("norm", [])
 
 
 def test_long_setting_values_are_shown_rounded_and_rows_stay_apart():
@@ -285,3 +302,84 @@ def test_long_setting_values_are_shown_rounded_and_rows_stay_apart():
     assert "0.0001958 &" in latex(header, rows)
     for cell in ("600", "0.0005", "5e-4", "nan", "1.234567", "dcgan", "-0.012345"):
         assert shown(cell) == cell
+
+
+def write_quality(run_dir: Path, features: str, rows: list[tuple[int, float, float]]):
+    """quality.csv as SampleQuality writes it (its columns named with the features)."""
+    with open(run_dir / "quality.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["iter", f"fid[{features}]", f"kid[{features}]",
+                         f"kid_std[{features}]"])
+        writer.writerows([(i, fid, kid, 0.01) for i, fid, kid in rows])
+
+
+def test_sample_quality_is_in_the_table_the_comparisons_and_the_tracking(tmp_path):
+    """Runs that measured FID/KID: a column per metric named with the features' network,
+    FID compared as a ratio and KID (which may be below 0) as a difference, and the third
+    question's answer in table.md and tracking.csv."""
+    from scipy import stats
+
+    runs = tmp_path / "runs"
+    finals = {("bn", 0): (0.010, 30.0, 0.20), ("bn", 1): (0.012, 36.0, 0.25),
+              ("bn", 2): (0.011, 33.0, 0.10), ("wn", 0): (0.007, 21.0, -0.01),
+              ("wn", 1): (0.008, 24.0, 0.02), ("wn", 2): (0.006, 20.0, 0.01)}
+    for (norm, seed), (loss, fid, kid) in finals.items():
+        run_dir = runs / f"{norm}-{seed}"
+        write_run(run_dir, norm, "dcgan", "digits", seed, best_iter=500, running_loss=loss,
+                  final_loss=loss, final_fid=fid, final_kid=kid,
+                  quality_features="digits-classifier")
+        (run_dir / "recon.csv").write_text("iter,recon_mse\n250,0.05\n500,0.02\n750,0.03\n")
+        write_quality(run_dir, "digits-classifier", [(250, 90, 1.0), (500, fid, kid),
+                                                     (750, 60, 0.5)])
+    md = main([str(runs), "--out", str(tmp_path / "out")])
+    out = tmp_path / "out"
+    with open(out / "table.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    fid = header.index("final FID[digits-classifier]")
+    kid = header.index("final KID[digits-classifier]")
+    assert [row[fid] for row in rows] == ["33.00 ± 3.00", "21.67 ± 2.08"]
+    assert rows[1][kid] == "0.0067 ± 0.0153"
+    assert "final FID[digits-classifier]" in (out / "table.tex").read_text()
+    with open(out / "comparisons.csv", newline="") as f:
+        found = {c["metric"]: c for c in csv.DictReader(f)}
+    a = [finals["wn", s][1] for s in range(3)]
+    b = [finals["bn", s][1] for s in range(3)]
+    geomean = lambda xs: math.exp(sum(map(math.log, xs)) / len(xs))  # noqa: E731
+    ratio = found["final FID[digits-classifier]"]
+    assert float(ratio["estimate"]) == pytest.approx(geomean(a) / geomean(b) - 1)
+    assert ratio["difference"] == "relative"
+    kids = found["final KID[digits-classifier]"]
+    a = [finals["wn", s][2] for s in range(3)]
+    b = [finals["bn", s][2] for s in range(3)]
+    assert kids["difference"] == "absolute"
+    assert float(kids["estimate"]) == pytest.approx(sum(a) / 3 - sum(b) / 3)
+    # the conservative df = 2 of the effects, on the values: Welch's t with df = 2
+    t = stats.ttest_ind(a, b, equal_var=False).statistic
+    assert float(kids["p"]) == pytest.approx(2 * stats.t.sf(abs(t), 2))
+    assert "wn vs bn (dcgan, digits): final KID[digits-classifier] -0.17" in md
+    # the third question: over training, recon falls then rises as FID does -> rho +1 each
+    assert ("- fid[digits-classifier], over training, all runs: median rho +1.00 (range "
+            "+1.00 to +1.00), n = 6 runs") in md
+    with open(out / "tracking.csv", newline="") as f:
+        tracked = list(csv.DictReader(f))
+    end = next(r for r in tracked if r["metric"] == "fid[digits-classifier]"
+               and r["view"] == "across runs at the end")
+    losses = [v[0] for v in finals.values()]
+    fids = [v[1] for v in finals.values()]
+    assert float(end["rho"]) == pytest.approx(stats.spearmanr(losses, fids).statistic)
+    assert int(end["n"]) == 6 and 0 < float(end["p"]) < 0.05
+
+
+def test_columns_of_two_feature_networks_stay_apart(tmp_path):
+    """FID in a classifier's features and in Inception's are different units: two columns,
+    each run's value in its own network's, never a mean over both."""
+    runs = tmp_path / "runs"
+    for seed, features, fid in ((0, "digits-classifier", 3.0), (1, "inception", 150.0)):
+        write_run(runs / f"wn-{seed}", "wn", "dcgan", "digits", seed, best_iter=500,
+                  running_loss=0.01, final_loss=0.01, final_fid=fid, final_kid=0.1,
+                  quality_features=features)
+    main([str(runs), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "table.csv", newline="") as f:
+        header, row = list(csv.reader(f))
+    assert row[header.index("final FID[digits-classifier]")] == "3.00"
+    assert row[header.index("final FID[inception]")] == "150.00"

@@ -21,6 +21,7 @@ from conftest import (
 )
 
 from gansweep.job import train
+from gansweep.rundir.names import sweep_name, unchanging_keys
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,23 @@ def test_each_packed_seed_trains_as_its_run_alone(tmp_path, arch, norm):
         assert deviation(run_dir, one) < 1e-4, seed
         assert torch.allclose(numbers(run_dir, "recon.csv"), numbers(one, "recon.csv"),
                               rtol=1e-4)
+
+
+def test_each_packed_seeds_sample_quality_is_its_run_alones(tmp_path):
+    """FID/KID of each seed from its own G: in float64, packed = alone, at each test and in
+    the summary (the classifier's cache is shared by the split, as runs share it)."""
+    settings = [*TEN, "+trainer.precision=64-true", "quality.metrics=[fid,kid]",
+                "quality.n_samples=200", "quality.kid_subset_size=100"]
+    dirs = train_packed(tmp_path, [0, 1], *settings)
+    for seed, run_dir in dirs.items():
+        one = alone(tmp_path, seed, *settings)
+        packed, single = numbers(run_dir, "quality.csv"), numbers(one, "quality.csv")
+        assert packed[:, 0].tolist() == [5, 10]
+        torch.testing.assert_close(packed, single, rtol=1e-4, atol=0)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["final_fid"] == pytest.approx(
+            json.loads((one / "summary.json").read_text())["final_fid"], rel=1e-4)
+    assert not torch.equal(numbers(dirs[0], "quality.csv"), numbers(dirs[1], "quality.csv"))
 
 
 @pytest.mark.parametrize("norm, loss, penalty", [("wn", "hinge", "wgan_gp"),
@@ -239,7 +257,9 @@ def test_a_packed_sweep_names_each_seed_as_its_run_alone(tmp_path, monkeypatch, 
 
     out = gansweep("norm=vanilla,wn", "train.seeds=[0,1]")
     (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
-    assert "+seed=0,1+" in sweep.name  # the sweep `seed=0,1` names
+    # the name the sweep `seed=0,1` gets (cut to a digest where the tiny settings make it long)
+    unpacked = ["norm=vanilla,wn", "seed=0,1", *TINY]
+    assert sweep.name == sweep_name(unpacked, unchanging_keys())
     summaries = {}
     for path in sweep.glob("*/summary.json"):
         summary = json.loads(path.read_text())

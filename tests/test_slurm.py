@@ -184,6 +184,15 @@ def test_ddp_under_srun_gives_the_single_process_numbers(slurm, tmp_path, norm, 
     recon_one, recon_ddp = rows(run_one / "recon.csv"), rows(run_ddp / "recon.csv")
     assert float(recon_ddp[0]["recon_mse"]) == pytest.approx(float(recon_one[0]["recon_mse"]),
                                                              rel=1e-4)
+    # sample quality (on by default): computed once, by rank 0 (no rank waits for another:
+    # it ended), of the same G up to the rounding above (1% in FID seen)
+    quality_one, quality_ddp = rows(run_one / "quality.csv"), rows(run_ddp / "quality.csv")
+    assert [r["iter"] for r in quality_ddp] == [r["iter"] for r in quality_one] == ["2"]
+    for column in ("fid[digits-classifier]", "kid[digits-classifier]"):
+        assert float(quality_ddp[0][column]) == pytest.approx(float(quality_one[0][column]),
+                                                              rel=5e-2)
+    summary = json.loads((run_ddp / "summary.json").read_text())
+    assert summary["quality_features"] == "digits-classifier" and summary["final_fid"] > 0
 
 
 def test_without_syncbn_bn_normalises_each_ranks_half_batch(slurm, tmp_path, monkeypatch,

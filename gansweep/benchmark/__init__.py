@@ -5,6 +5,7 @@
     python -m gansweep.benchmark data       # each data set's loader vs the training step
     python -m gansweep.benchmark memory     # peak memory of training and of the final test
     python -m gansweep.benchmark packed     # K seeds packed into one network vs apart
+    python -m gansweep.benchmark quality    # what evaluation costs a run, each test's share
 
 Each subcommand is a module here with `add_arguments`, `run` and `report`.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from gansweep.benchmark import data, memory, packed, recon, train
+from gansweep.benchmark import data, memory, packed, quality, recon, train
 
 BENCHMARKS = {
     "train": (train, "gansweep's training loop against a hand-written one"),
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "data": (data, "each data set's loader against the training step"),
     "memory": (memory, "peak memory of training and of the final test, both archs at 64 px"),
     "packed": (packed, "K seeds packed into one network against K networks apart"),
+    "quality": (quality, "what evaluation costs a run: each test's share of its time"),
 }
 
 

@@ -22,11 +22,14 @@ import torch
 
 from gansweep.errors import naming
 from gansweep.quality.extractors import (ClassifierFeatures, InceptionFeatures,
-                                         default_inception_weights, train_digits_classifier)
+                                         default_inception_weights, train_digits_classifier,
+                                         unit_variance_scale)
 from gansweep.quality.metrics import quality
 
 CHUNK = 100  # images through the feature network at once (Inception resizes to 299 px)
 CODES_SEED = 20_000  # beside the training codes (seed) and the sample grids' (seed + 10_000)
+# what a cache file's content means; a cache of another form is made again
+CACHE_FORM = 2  # 2: the classifier's features scaled to unit variance
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,15 @@ class QualitySettings:
     inception_weights: str | None
     kid_subsets: int
     kid_subset_size: int
+
+
+def quality_settings(quality, dataset: str) -> QualitySettings:
+    """A run's `quality` config node (`gansweep/settings.py`'s Quality) as QualitySettings,
+    its extractor resolved for `dataset`."""
+    return QualitySettings(tuple(quality.metrics), quality.n_samples,
+                           resolved_extractor(quality.extractor, dataset),
+                           quality.inception_weights, quality.kid_subsets,
+                           quality.kid_subset_size)
 
 
 def resolved_extractor(extractor: str, dataset: str) -> str:
@@ -83,7 +95,7 @@ class QualityTest:
     def _reference(self, data) -> tuple[torch.nn.Module, torch.Tensor]:
         train = data.split.train[:self.settings.n_samples]
         key = {"split": _digest(data.split_path), "images": len(train),
-               "extractor": self.name}
+               "extractor": self.name, "form": CACHE_FORM}
         if self.name == "inception":
             weights = weights_path(self.settings)
             network = InceptionFeatures(weights)
@@ -95,13 +107,15 @@ class QualityTest:
             saved = None
         if isinstance(saved, dict) and saved.get("key") == key:
             if self.name == "digits-classifier":
-                network = self._classifier(data, saved["classifier"])
+                network = self._classifier(saved["classifier"], saved["scale"])
             return network, saved["features"]
         content = {"key": key}
+        images = torch.stack([data.dataset[i][0] for i in train])
         if self.name == "digits-classifier":
             content["classifier"] = self._train_classifier(data)
-            network = self._classifier(data, content["classifier"])
-        images = torch.stack([data.dataset[i][0] for i in train])
+            raw = features_of(self._classifier(content["classifier"], 1.0), images)
+            content["scale"] = unit_variance_scale(raw)
+            network = self._classifier(content["classifier"], content["scale"])
         content["features"] = features_of(network, images)
         tmp = path.with_name(path.name + ".tmp")
         with naming(tmp):
@@ -122,12 +136,12 @@ class QualityTest:
         return train_digits_classifier(images, labels[train], seed=data.split.seed).state_dict()
 
     @staticmethod
-    def _classifier(data, state: dict) -> ClassifierFeatures:
+    def _classifier(state: dict, scale: float) -> ClassifierFeatures:
         from gansweep.quality.extractors import DigitsClassifier
 
         classifier = DigitsClassifier()
         classifier.load_state_dict(state)
-        return ClassifierFeatures(classifier.eval().requires_grad_(False))
+        return ClassifierFeatures(classifier.eval().requires_grad_(False), scale)
 
     @torch.no_grad()
     def __call__(self, generator: torch.nn.Module) -> dict[str, float] | None:

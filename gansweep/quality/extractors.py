@@ -6,8 +6,11 @@
   where to get it and where to put it, before anything is built.
 - `digits-classifier`: for data Inception does not fit (8x8 digits upsampled, far from
   ImageNet), a small classifier trained on the data set's own training split, its
-  penultimate layer's 64 features. Deterministic from its seed and trained in seconds. Its
-  FID is not Inception FID, and every output names it (`fid[digits-classifier]`).
+  penultimate layer's 64 features, scaled so that the real images' features have unit
+  variance on average over their dimensions (raw, they spread over hundreds: FID in the
+  thousands, and KID's cubic kernel, made for features of order one, dominated by its
+  cube). Deterministic from its seed and trained in seconds. Its FID is not Inception FID,
+  and every output names it (`fid[digits-classifier]`).
 
 Both take images in [0, 1], (N, 3, H, W), and return (N, d) float features.
 """
@@ -111,17 +114,22 @@ def train_digits_classifier(images: torch.Tensor, labels: torch.Tensor, seed: in
 
 
 class ClassifierFeatures(nn.Module):
-    """A trained `DigitsClassifier`'s features, as a feature network."""
+    """A trained `DigitsClassifier`'s features times `scale`, as a feature network."""
 
     num_features = DigitsClassifier.num_features
 
-    def __init__(self, classifier: DigitsClassifier):
+    def __init__(self, classifier: DigitsClassifier, scale: float = 1.0):
         super().__init__()
-        self.classifier = classifier
+        self.classifier, self.scale = classifier, scale
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images)
+        return self.classifier.features(images) * self.scale
+
+
+def unit_variance_scale(features: torch.Tensor) -> float:
+    """The factor that gives (N, d) features a mean variance of 1 over their dimensions."""
+    return float(features.double().var(0).mean().rsqrt())
 
 
 def accuracy(classifier: DigitsClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -13,9 +13,15 @@ and cached (gansweep/quality/extractors.py makes them). The formulas are theirs:
 KID draws its subsets from torch's global generator; here it draws them from `seed`, so a
 run's KID is the same number every time it is computed (a resumed run's `quality.csv` is
 the uninterrupted one's).
+
+Under DDP only rank 0 computes them (callbacks.SampleQuality), with every feature it needs:
+torchmetrics' default, gathering each metric's state from all ranks when it computes, would
+wait forever for ranks that never call it (`sync_on_compute=False`).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -38,7 +44,8 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """FID between (n, d) feature sets (torchmetrics' computation, in float64)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=GivenFeatures(real.shape[1]))
+    metric = FrechetInceptionDistance(feature=GivenFeatures(real.shape[1]),
+                                      sync_on_compute=False)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     return float(metric.compute())
@@ -51,8 +58,11 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int, subset
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = min(subset_size, len(real), len(fake))
-    metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets,
-                                     subset_size=size)
+    with warnings.catch_warnings():  # that it keeps every feature: the sets are given whole
+        warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save")
+        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]),
+                                         subsets=subsets, subset_size=size,
+                                         sync_on_compute=False)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):

@@ -5,8 +5,9 @@
 The report holds the sweep's table and comparisons as text, then one panel grid over the
 sweep's W&B runs (those of its group, as gansweep.training.wandb_logger names it), grouped by
 the compared setting: the running reconstruction error against the GAN iteration (a mean line
-and a min-max band per value), the sample grids, and the runs table with each run's best iteration,
-running and final loss. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
+and a min-max band per value), the sample grids, each sample-quality series the runs logged
+(`quality/fid[digits-classifier]`...) likewise, and the runs table with each run's best
+iteration, running and final loss, and final FID/KID with the network of their features. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
 writes instead, with no account and no network, the JSON that saving would send (`viewspec`).
 Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves as they are.
 """
@@ -14,11 +15,13 @@ Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves a
 from __future__ import annotations
 
 from gansweep.errors import GansweepError
+from gansweep.report.tracking import quality_metrics
 from gansweep.rundir import records
 
 # the W&B logger's (gansweep.training.wandb_logger) step metric and running test
 X, Y = "trainer/iter", "recon/running"
 SAMPLES = "samples"  # the key of the sample grids (gansweep.training.callbacks)
+QUALITY = "quality"  # the prefix of the sample-quality series (callbacks.SampleQuality)
 
 
 def workspaces():
@@ -36,10 +39,13 @@ def config_key(setting: str) -> str:
     return f"{setting}.value"
 
 
-def pinned_columns(compare: str) -> list[str]:
-    """The runs table's columns: the run, its compared setting and seed, its results."""
+def pinned_columns(compare: str, runs: list[dict]) -> list[str]:
+    """The runs table's columns: the run, its compared setting and seed, its results (the
+    sample-quality ones, and their features' network, where the runs measured them)."""
+    keys = list(dict.fromkeys(r.key for r in records.result_columns(runs)))
+    quality = ["quality_features"] * any(r.get("quality_features") for r in runs)
     return ["run:displayName", f"config:{config_key(compare)}", "config:seed.value",
-            *(f"summary:{r.key}" for r in records.RESULT_COLUMNS), "summary:status"]
+            *(f"summary:{k}" for k in [*keys, *quality]), "summary:status"]
 
 
 def build(runs: list[dict], entity: str, project: str, compare: str, text: str, title: str):
@@ -54,7 +60,7 @@ def build(runs: list[dict], entity: str, project: str, compare: str, text: str, 
         entity=entity, project=project, name="this sweep's runs",
         filters=f"Group = {listed}" if len(groups) == 1 else f"Group in [{listed}]",
         groupby=[f"config.{config_key(compare)}"],
-        pinned_columns=pinned_columns(compare))
+        pinned_columns=pinned_columns(compare, runs))
     panels = [
         wr.LinePlot(title="running reconstruction error", x=X, y=[Y],
                     groupby=wr.Config(config_key(compare)), groupby_aggfunc="mean",
@@ -62,6 +68,11 @@ def build(runs: list[dict], entity: str, project: str, compare: str, text: str, 
                     layout=wr.Layout(w=16, h=8)),
         wr.MediaBrowser(title="samples", media_keys=[SAMPLES], num_columns=4,
                         layout=wr.Layout(x=16, w=8, h=8)),
+        *(wr.LinePlot(title=column, x=X, y=[f"{QUALITY}/{column}"],
+                      groupby=wr.Config(config_key(compare)), groupby_aggfunc="mean",
+                      groupby_rangefunc="minmax", title_x="GAN iteration",
+                      layout=wr.Layout(x=12 * (k % 2), y=8 + 8 * (k // 2), w=12, h=8))
+          for k, column in enumerate(quality_metrics(runs))),
     ]
     return wr.Report(
         entity=entity, project=project, title=title[:128],

@@ -24,6 +24,10 @@ a t test on the log losses (docs/statistics.md, "Is a difference real?"):
   side would understate the interval instead.
 With one run on a side, or runs that all gave the same loss, there is no spread to judge
 by: the estimate comes without interval or p-value, and says why.
+
+A result that may be 0 or negative (KID, whose unbiased estimate of a small distance can
+fall below 0) has no logarithm: it is compared by the difference of its means,
+`mean(a) - mean(b)`, with the same test on the values themselves (`absolute_effect`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METHOD = "Welch's t on log losses, df = min(n) - 1"
+ABSOLUTE_METHOD = "Welch's t on the values, df = min(n) - 1"
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,15 @@ class Effect:
     high: float | None = None
     p: float | None = None
     no_interval: str = ""  # why there is none (then low, high and p are None)
+    relative: bool = True  # False: `estimate`, `low`, `high` are a difference of means
 
 
-def log_difference_test(log_a: np.ndarray, log_b: np.ndarray, level: float = 0.95):
-    """The difference of means of `log_a` and `log_b` along their last axis, with its
-    interval and two-sided p-value (the module's docstring): arrays (low, high, p) of the
-    leading shape. Vectorised so that the Monte Carlo of the tests runs this very code over
-    many draws at once; scipy's `ttest_ind` has no conservative degrees of freedom."""
+def difference_test(log_a: np.ndarray, log_b: np.ndarray, level: float = 0.95):
+    """The difference of means of `log_a` and `log_b` (log losses, or the values of an
+    absolute comparison) along their last axis, with its interval and two-sided p-value (the
+    module's docstring): arrays (low, high, p) of the leading shape. Vectorised so that the
+    Monte Carlo of the tests runs this very code over many draws at once; scipy's
+    `ttest_ind` has no conservative degrees of freedom."""
     from scipy import stats  # a slow import, which a report without pairs of seeds skips
 
     n_a, n_b = log_a.shape[-1], log_b.shape[-1]
@@ -82,17 +89,35 @@ def relative_effect(a: list[float], b: list[float], level: float = 0.95) -> Effe
         return Effect(len(a), len(b), estimate, no_interval="one run on a side")
     if statistics.variance(log_a) == statistics.variance(log_b) == 0:
         return Effect(len(a), len(b), estimate, no_interval="every run of each gave one loss")
-    low, high, p = log_difference_test(np.array(log_a), np.array(log_b), level)
+    low, high, p = difference_test(np.array(log_a), np.array(log_b), level)
     return Effect(len(a), len(b), estimate, math.expm1(low), math.expm1(high), float(p))
+
+
+def absolute_effect(a: list[float], b: list[float], level: float = 0.95) -> Effect:
+    """The difference of a's mean to b's, for results that may be 0 or negative."""
+    if not a or not b:
+        raise ValueError("each side needs at least one run with a value")
+    if not all(math.isfinite(v) for v in (*a, *b)):
+        raise ValueError(f"values must be finite to compare, got {[*a, *b]}")
+    estimate = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return Effect(len(a), len(b), estimate, no_interval="one run on a side",
+                      relative=False)
+    if statistics.variance(a) == statistics.variance(b) == 0:
+        return Effect(len(a), len(b), estimate, no_interval="every run of each gave one value",
+                      relative=False)
+    low, high, p = difference_test(np.array(a), np.array(b), level)
+    return Effect(len(a), len(b), estimate, float(low), float(high), float(p), relative=False)
 
 
 def finding(name_a: str, name_b: str, context: str, metric: str, effect: Effect) -> str:
     """One line that reads as a finding, e.g. `wn vs bn (dcgan, celeba): final loss -10.5%
-    [95% CI -16.1%, -4.9%], p = 0.004, 5 vs 5 runs`."""
+    [95% CI -16.1%, -4.9%], p = 0.004, 5 vs 5 runs` (an absolute difference: `+0.0123`)."""
+    form = "{:+.1%}" if effect.relative else "{:+.4g}"
     head = f"{name_a} vs {name_b}{f' ({context})' if context else ''}: {metric} " \
-           f"{effect.estimate:+.1%}"
+           f"{form.format(effect.estimate)}"
     runs = f"{effect.n_a} vs {effect.n_b} run{'s' * (effect.n_a + effect.n_b > 2)}"
     if effect.p is None:
         return f"{head}, {runs}: no interval ({effect.no_interval})"
     p = "p < 0.001" if effect.p < 0.001 else f"p = {effect.p:.3f}"
-    return f"{head} [95% CI {effect.low:+.1%}, {effect.high:+.1%}], {p}, {runs}"
+    return f"{head} [95% CI {form.format(effect.low)}, {form.format(effect.high)}], {p}, {runs}"

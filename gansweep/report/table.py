@@ -11,8 +11,8 @@ dropped. Below the table, a row in one of the paper's settings gets the paper's 
 beside it (`gansweep.report.paper`), and each pair of variants that differ in one setting
 (`--compare`, the norm by default) is compared over their runs: the relative difference of their
 losses with a 95% interval and a p-value (`gansweep.report.effects`). Writes `table.md`,
-`table.csv`, `table.tex`, `comparisons.csv` and
-`recon.png` (running loss against iteration; one line per run, or a mean line and a
+`table.csv`, `table.tex`, `comparisons.csv`, `tracking.csv` (does the reconstruction error
+track sample quality: `gansweep.report.tracking`) and `recon.png` (running loss against iteration; one line per run, or a mean line and a
 min-max band per variant when it has several seeds, colour by norm; a marker at each run's
 best). The table's stability columns (`gansweep.report.stability`) say how far each variant's
 running loss rose after its best, and how many of its runs diverged. A multirun writes and
@@ -36,10 +36,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gansweep.errors import GansweepError, first_line
-from gansweep.report.effects import METHOD, finding, relative_effect
+from gansweep.report.effects import (ABSOLUTE_METHOD, METHOD, absolute_effect, finding,
+                                     relative_effect)
 from gansweep.report.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.report.stability import COLUMNS as STABILITY
 from gansweep.report.stability import run_stability, up_to_divergence, variant_stability
+from gansweep.report.tracking import tracking, tracking_markdown
 from gansweep.rundir import records
 from gansweep.rundir.names import result_settings, wandb_group
 
@@ -58,6 +60,7 @@ def read_run(run_dir: Path) -> dict:
     saved = run_dir / ".hydra" / "hydra.yaml"  # runs that `train(cfg)` made directly have none
     hydra = OmegaConf.load(saved).hydra if saved.exists() else None
     return _with_iters_done({**run, "dir": str(run_dir), "series": series,
+                             "quality": records.quality_series(run_dir),
                              "settings": result_settings(hydra) if hydra else {},
                              "wandb_group": recorded_group(run_dir, config, hydra),
                              "config": config})
@@ -114,13 +117,19 @@ def collect_wandb(project: str) -> list[dict]:
     runs = []
     for run in wandb.Api().runs(project):
         history = run.scan_history(keys=["trainer/iter", "recon/running"])
-        summary = {k: run.summary.get(k)
-                   for k in (*(r.key for r in records.RESULT_COLUMNS), "iters_done")}
+        features = run.summary.get("quality_features")
+        quality = {}
+        for column in [f"{m}[{features}]" for m in ("fid", "kid")] if features else []:
+            rows = run.scan_history(keys=["trainer/iter", f"quality/{column}"])
+            quality[column] = [(int(h["trainer/iter"]), h[f"quality/{column}"]) for h in rows]
+        summary = {k: run.summary.get(k) for k in (*(r.key for r in records.RESULT_COLUMNS),
+                                                   "iters_done", "quality_features")}
         runs.append(_with_iters_done({
             **{k: run.config.get(k) for k in (*COMPARED, "seed")}, **summary,
             "status": run.summary.get("status") or f"unfinished ({run.state})",
             "series": up_to_divergence([(int(h["trainer/iter"]), h["recon/running"])
                                         for h in history]),
+            "quality": {c: rows for c, rows in quality.items() if rows},
             "settings": run.config.get("settings") or {}, "config": run.config, "dir": None,
             "wandb_group": run.group}))
     return runs
@@ -172,13 +181,14 @@ def table_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     runs = [r for r in runs if r["status"] != UNREADABLE]
     keys = variant_keys(runs)
     # "runs": the runs pooled in a row, i.e. its seeds (settings that differ split rows)
-    header = [*keys, *(r.title for r in records.RESULT_COLUMNS), *STABILITY, "runs", "status"]
+    columns = records.result_columns(runs)
+    header = [*keys, *(r.title for r in columns), *STABILITY, "runs", "status"]
     rows = []
     for variant, members in variants(runs, keys):
         # a diverged run's best iteration and losses are results (the paper's collapsing
         # runs had them too); an unfinished run's are partial, so only listed
         done = [r for r in members if r["status"] in records.RESULTS]
-        cells = [_mean_std(_results(done, r.key), r.form) for r in records.RESULT_COLUMNS]
+        cells = [_mean_std(_results(done, r), r.form) for r in columns]
         finished = sum(r["status"] == "finished" for r in members)
         others = [f"{r['status']} at {r['iters_done']:,} (seed {r['seed']})"
                   for r in members if r["status"] != "finished"]
@@ -199,11 +209,11 @@ def variants(runs: list[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]
     return sorted(groups.items(), key=lambda item: _natural(item[0]))
 
 
-def _results(runs: list[dict], key: str) -> list[float]:
-    """The runs' values of a result (`records.RESULT_COLUMNS`), where they have a finite one
+def _results(runs: list[dict], result: records.Result) -> list[float]:
+    """The runs' values of a result (`records.result_columns`), where they have a finite one
     (JSON may hold NaN, which no mean, spread or comparison can take)."""
-    return [r[key] for r in runs if isinstance(r.get(key), (int, float))
-            and math.isfinite(r[key])]
+    values = [result.of(r) for r in runs]
+    return [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def known_settings(runs: list[dict]) -> set[str]:
@@ -237,7 +247,8 @@ def check_compared(runs: list[dict], compare: str) -> None:
 
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
     """Each pair of variants that differ only in `compare`, for the final and the running
-    loss: the effect size over their runs (`gansweep.report.effects`). Finished and diverged runs
+    loss and the final sample quality: the effect size over their runs
+    (`gansweep.report.effects`). Finished and diverged runs
     enter with their losses (a diverged run's are results up to its divergence); runs that
     failed or did not finish are counted beside the statistics, never in them."""
     runs = [r for r in runs if r["status"] != UNREADABLE]
@@ -251,36 +262,59 @@ def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
         values = sorted(sides, key=lambda v: _natural((v,)))
         for i, b in enumerate(values):
             for a in values[i + 1:]:
-                for result in records.compared_results():
+                for result in records.compared_results(runs):
                     found.append(_compared(sides[a], sides[b], a, b, ", ".join(context),
-                                           result.key, result.title))
+                                           result))
     return [c for c in found if c is not None]
 
 
-def _compared(runs_a, runs_b, a, b, context, key, metric) -> dict | None:
-    losses = [_results([r for r in side if r["status"] in records.RESULTS], key)
+def _compared(runs_a, runs_b, a, b, context, result: records.Result) -> dict | None:
+    losses = [_results([r for r in side if r["status"] in records.RESULTS], result)
               for side in (runs_a, runs_b)]
     if not all(losses):
         return None
-    effect = relative_effect(*losses)
-    line = finding(a, b, context, metric, effect)
+    relative = result.difference == "relative"
+    effect = (relative_effect if relative else absolute_effect)(*losses)
+    line = finding(a, b, context, result.title, effect)
     diverged = sum(r["status"] == "diverged" for r in (*runs_a, *runs_b))
     left_out = [r for r in (*runs_a, *runs_b) if r["status"] not in records.RESULTS]
     notes = [f"{diverged} diverged, in with their losses up to the divergence"] * bool(diverged)
     notes += [f"{len(left_out)} not finished or failed, left out"] * bool(left_out)
     if notes:
         line += f" ({'; '.join(notes)})"
-    return {"a": a, "b": b, "context": context, "metric": metric, "n_a": effect.n_a,
-            "n_b": effect.n_b, "relative_difference": effect.estimate, "ci_low": effect.low,
-            "ci_high": effect.high, "p": effect.p, "method": METHOD, "diverged": diverged,
+    return {"a": a, "b": b, "context": context, "metric": result.title, "n_a": effect.n_a,
+            "n_b": effect.n_b, "difference": result.difference, "estimate": effect.estimate,
+            "ci_low": effect.low, "ci_high": effect.high, "p": effect.p,
+            "method": METHOD if relative else ABSOLUTE_METHOD, "diverged": diverged,
             "left_out": len(left_out), "finding": line}
+
+
+def tracking_of(runs: list[dict]) -> list[dict]:
+    """The third question's answer (`gansweep.report.tracking`) over the runs that ended as
+    results (a diverged run up to its divergence), by the table's variants."""
+    done = [r for r in runs if r["status"] in records.RESULTS]
+    keys = variant_keys([r for r in runs if r["status"] != UNREADABLE])
+    return tracking(done, lambda run: " / ".join(setting(run, k) for k in keys))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """`rows` as a CSV, or no file without any (a report made again in place: an earlier
+    one's rows are not this one's)."""
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def comparisons_markdown(found: list[dict], compare: str) -> str:
     if not found:
         return ""
     head = (f"\nVariants that differ in {compare}: relative difference of the geometric mean "
-            f"loss, 95% CI and p-value over runs ({METHOD}):\n")
+            f"loss (FID too), 95% CI and p-value over runs ({METHOD}; KID, which may be 0 or "
+            f"below: difference of the means, {ABSOLUTE_METHOD}):\n")
     return "\n".join([head, *(f"- {c['finding']}" for c in found)]) + "\n"
 
 
@@ -299,7 +333,7 @@ def beside_the_paper(runs: list[dict]) -> str:
             continue
         cells = []
         for result in records.RESULT_COLUMNS:
-            values, theirs = _results(members, result.key), paper.get(result.key)
+            values, theirs = _results(members, result), paper.get(result.key)
             if values and theirs is not None:  # the paper has no value of every column
                 ours, form = statistics.mean(values), result.form
                 cells.append(f"{result.title} {form.format(ours)} vs {form.format(theirs)} "
@@ -314,15 +348,17 @@ def beside_the_paper(runs: list[dict]) -> str:
 
 def comparisons_latex(found: list[dict]) -> str:
     """The comparisons as a second tabular (empty without any)."""
-    def percent(x):
-        return "--" if x is None else f"{x:+.1%}"
+    def shown(x, relative):
+        return "--" if x is None else f"{x:+.1%}" if relative else f"{x:+.4g}"
 
-    header = ["comparison", "shared", "metric", "relative difference", "95% CI", "p", "runs"]
-    rows = [[f"{c['a']} vs {c['b']}", c["context"], c["metric"],
-             percent(c["relative_difference"]),
-             "--" if c["p"] is None else f"[{percent(c['ci_low'])}, {percent(c['ci_high'])}]",
-             "--" if c["p"] is None else f"{c['p']:.3f}", f"{c['n_a']} vs {c['n_b']}"]
-            for c in found]
+    header = ["comparison", "shared", "metric", "difference", "95% CI", "p", "runs"]
+    rows = []
+    for c in found:
+        relative = c["difference"] == "relative"
+        interval = f"[{shown(c['ci_low'], relative)}, {shown(c['ci_high'], relative)}]"
+        rows.append([f"{c['a']} vs {c['b']}", c["context"], c["metric"],
+                     shown(c["estimate"], relative), "--" if c["p"] is None else interval,
+                     "--" if c["p"] is None else f"{c['p']:.3f}", f"{c['n_a']} vs {c['n_b']}"])
     return latex(header, rows).replace("%", r"\%") if found else ""
 
 
@@ -435,7 +471,8 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
            wandb_project: str | None = None, compare: str = "norm",
            runs: list[dict] | None = None) -> str:
     """Writes the table (md, csv, tex), the comparisons of variants that differ in `compare`
-    (in table.md and table.tex, and comparisons.csv) and recon.png into `out_dir` (default:
+    (in table.md and table.tex, and comparisons.csv), the tracking of sample quality by the
+    reconstruction error (table.md, tracking.csv) and recon.png into `out_dir` (default:
     the sweep directory); returns the markdown. Runs come from `sweep_dir` or a W&B
     project, or are given (`runs`, as `collect_runs` reads them)."""
     runs = runs or collect_runs(sweep_dir, wandb_project)
@@ -443,19 +480,15 @@ def report(sweep_dir: Path | None, out_dir: Path | None = None,
     header, rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     found = comparisons(runs, compare)
+    tracked = tracking_of(runs)
     md = (markdown(header, rows) + unreadable_note(runs) + beside_the_paper(runs)
-          + comparisons_markdown(found, compare))
+          + comparisons_markdown(found, compare) + tracking_markdown(tracked))
     (out_dir / "table.md").write_text(md)
     (out_dir / "table.tex").write_text(latex(header, rows) + comparisons_latex(found))
     with open(out_dir / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
-    if found:
-        with open(out_dir / "comparisons.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(found[0]))
-            writer.writeheader()
-            writer.writerows(found)
-    else:  # a report made again in place: an earlier one's comparisons are not this one's
-        (out_dir / "comparisons.csv").unlink(missing_ok=True)
+    write_rows(out_dir / "comparisons.csv", found)
+    write_rows(out_dir / "tracking.csv", tracked)
     plot([r for r in runs if r["status"] != UNREADABLE], out_dir / "recon.png")
     return md
 
@@ -466,8 +499,8 @@ class SweepReport(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            print(f"\n{report(sweep_dir)}\ntable.md, table.csv, table.tex, recon.png in "
-                  f"{sweep_dir}")
+            print(f"\n{report(sweep_dir)}\ntable.md, table.csv, table.tex, comparisons.csv, "
+                  f"tracking.csv, recon.png in {sweep_dir}")
         except Exception as error:  # a report problem must not hide the sweep's results
             print(f"gansweep: could not write the sweep report for {sweep_dir}: {error}")
         failed = sorted(sweep_dir.rglob(records.FAILED))

@@ -10,6 +10,7 @@ all through this module, so that each file is written and read one way:
 | `failed.json` | a sweep's run that raised, for the table (removed when the run trains again) |
 | `recon.csv` | the running test, one row per evaluation (`durable.IterationCsv`) |
 | `train.csv` | the losses, one row per iteration (`durable.IterationCsv`) |
+| `quality.csv` | the sample-quality test, one row per evaluation (`durable.IterationCsv`) |
 | `eval/<name>.json` | a re-evaluation of one checkpoint (`gansweep.evaluate`) |
 
 Every JSON record carries the run's identity: norm, arch, data set and seed. A record or a
@@ -20,8 +21,9 @@ older copy.
 
 from __future__ import annotations
 
+import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -50,18 +52,54 @@ class Result:
     # None: not compared; else its place among the comparisons (the paper's headline first),
     # and it may be the value an optimisation sweep minimises (`objective`)
     compared: int | None = None
+    # how two variants' values compare: "relative" (the ratio of geometric means: positive
+    # values that a change scales) or "absolute" (the difference of means: values that may
+    # be 0 or below, as KID's unbiased estimate)
+    difference: str = "relative"
+    # a sample-quality result: its value is in the units of the run's feature network
+    # (`quality_features`), so a column holds one network's values and its title names it
+    in_features: bool = False
+    features: str | None = None  # the network of this column (`result_columns`)
+
+    def of(self, run: dict):
+        """The run's value of this result; None where it has none, or (a sample-quality
+        result) has it in another network's features."""
+        if self.features is not None and run.get("quality_features") != self.features:
+            return None
+        return run.get(self.key)
 
 
 RESULT_COLUMNS = (
     Result("best_iter", "best iteration", "{:,.0f}"),
     Result("running_loss", "running loss", "{:.6f}", compared=2),
     Result("final_loss", "final loss", "{:.6f}", compared=1),
+    # the final test's sample quality (gansweep/quality): FID, and KID, which is unbiased and
+    # so may come out at or below 0 for close distributions
+    Result("final_fid", "final FID", "{:.2f}", compared=3, in_features=True),
+    Result("final_kid", "final KID", "{:.4f}", compared=4, difference="absolute",
+           in_features=True),
 )
 
 
-def compared_results() -> list[Result]:
-    """The results the report compares variants on, in the comparisons' order."""
-    return sorted((r for r in RESULT_COLUMNS if r.compared), key=lambda r: r.compared)
+def result_columns(runs: list[dict]) -> list[Result]:
+    """The results of `runs` as columns: a sample-quality result once per feature network
+    the runs measured in (`final FID[digits-classifier]`), none where no run measured it."""
+    networks = sorted({r["quality_features"] for r in runs if r.get("quality_features")})
+    columns = []
+    for result in RESULT_COLUMNS:
+        if not result.in_features:
+            columns.append(result)
+            continue
+        columns += [replace(result, title=f"{result.title}[{network}]", features=network)
+                    for network in networks]
+    return columns
+
+
+def compared_results(runs: list[dict] | None = None) -> list[Result]:
+    """The results the report compares variants on, in the comparisons' order (all of
+    them, sample quality unexpanded, without `runs`)."""
+    columns = result_columns(runs) if runs is not None else RESULT_COLUMNS
+    return sorted((r for r in columns if r.compared), key=lambda r: r.compared)
 
 
 def identity(cfg: DictConfig) -> dict:
@@ -172,3 +210,19 @@ def recon_series(run_dir: Path) -> list[tuple[int, float]]:
     """(iteration, running test error) rows of `recon.csv`; a row torn by a kill is left out,
     by the same rule the writer uses when it resumes."""
     return [(int(r["iter"]), float(r["recon_mse"])) for r in recon_history(run_dir).read()]
+
+
+def quality_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{column: (iteration, value) rows} of `quality.csv` (its columns name the metric and
+    the features, `fid[digits-classifier]`); empty without the file. A torn row is left out,
+    as in `recon_series`."""
+    path = Path(run_dir) / QUALITY_CSV
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        return {}
+    if not header or header[0] != "iter":
+        raise damaged(path, "its first column is not iter")
+    rows = IterationCsv(path, header[1:]).read()
+    return {c: [(int(r["iter"]), float(r[c])) for r in rows] for c in header[1:]}

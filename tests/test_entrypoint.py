@@ -106,11 +106,17 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
 
 
 def test_missing_data_is_one_clear_message_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gansweep", "dataset=celeba",
-                           f"dataset.root={tmp_path}/nowhere"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1
+    def gansweep(*args):
+        proc = subprocess.run([sys.executable, "-m", "gansweep", "dataset=celeba",
+                               f"dataset.root={tmp_path}/nowhere", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TORCH_HOME": str(tmp_path / "torch")})
+        assert proc.returncode == 1
+        return proc.stdout + proc.stderr
+
+    # sample quality on CelebA is in Inception's features, whose file is checked first
+    assert "gansweep: no Inception weights at" in gansweep()
+    out = gansweep("quality.metrics=[]")
     assert f"data set 'celeba' not found at {tmp_path}/nowhere/img_align_celeba" in out
     assert "Traceback" not in out
     assert not (tmp_path / "outputs" / "runs").exists() or not any(

@@ -53,7 +53,8 @@ def floor(generator, images, steps):
 
 def make_gan(args) -> GAN:
     """The DCGAN as a run builds it from the real configs (celeba: the paper's settings)."""
-    cfg = root_config("arch=dcgan", f"norm={args.norm}", "dataset=celeba",
+    # (no sample quality: not timed here, and its Inception weights may be absent)
+    cfg = root_config("arch=dcgan", f"norm={args.norm}", "dataset=celeba", "quality.metrics=[]",
                       f"dataset.image_size={args.image_size}", f"arch.generator.width={args.width}",
                       f"arch.discriminator.width={args.width}")
     validate(cfg)  # an image size the DCGAN cannot take: one line, as for a run

@@ -17,9 +17,11 @@ from conftest import ARCHS, NORMS, TINY_NETS, choices, run_module
 pytestmark = pytest.mark.slow
 
 # training one iteration, with tests just big enough to run
+# (sample quality off: its digits classifier trains for 2 s per split, i.e. per example)
 QUICK = ["train.iters=1", "recon.every=1", "recon.n_images=4", "recon.steps=2",
          "final.n_images=4", "final.steps=2", "trainer.enable_progress_bar=false",
-         "wandb.mode=disabled", "train.ckpt_every=1", "train.sample_every=1"]
+         "wandb.mode=disabled", "train.ckpt_every=1", "train.sample_every=1",
+         "quality.metrics=[]"]
 HOLDOUT = 300  # the shipped digits' held-out set
 # not numbers, or numbers no setting can take (Hydra reads nan and inf as floats)
 NOT_A_NUMBER = st.sampled_from(["abc", "null", "[1,2]", "nan", "inf", "-inf"])

@@ -3,9 +3,9 @@
 Loads a checkpoint's G, reconstructs the run's own held-out images (its `split.json`) with
 the paper's protocol, prints the error and writes `eval/<name>.json` and `eval/<name>.png`
 (targets on odd rows, their reconstructions below them); with `--quality`, the FID/KID of
-its G's samples as the run measured them. Training's final test uses the same functions. A checkpoint of other networks than the run's is refused; one of the same
-networks from elsewhere (another seed's, a copy) is named for where it came from
-(`evaluation_name`).
+its G's samples as the run measured them. Training's final test uses the same functions. A
+checkpoint of other networks than the run's is refused; one of the same networks from
+elsewhere (another seed's, a copy) is named for where it came from (`evaluation_name`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from gansweep.cli import non_negative_int, positive_float, positive_int, run_command
@@ -34,11 +34,14 @@ def load_generator(checkpoint: str | Path) -> tuple[torch.nn.Module, int]:
     return module.generator.to(device).eval(), module.iteration
 
 
-def heldout_images(run_dir: Path, cfg: DictConfig, n_images: int | None) -> torch.Tensor:
-    """The run's first `n_images` held-out images (all of them if None), from its own split
-    (`cfg`: the run's config.yaml)."""
+def run_data(run_dir: Path, cfg: DictConfig):
+    """The run's data set on its own split (`cfg`: the run's config.yaml)."""
     cfg.data.split_path = str(run_dir / "split.json")
-    data = build(cfg.data)
+    return build(cfg.data)
+
+
+def heldout_images(data, n_images: int | None) -> torch.Tensor:
+    """The run's first `n_images` held-out images (all of them if None)."""
     if n_images is not None and n_images > data.split.holdout:
         raise GansweepError(f"--n-images {n_images}: the run holds out only "
                             f"{data.split.holdout} images; give at most that many")
@@ -113,34 +116,32 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", n_images: int | 
     check_same_networks(path, run_dir, cfg)
     kernels_like_training(cfg)
     generator, iteration = load_generator(path)
-    images = heldout_images(run_dir, cfg, n_images)
+    data = run_data(run_dir, cfg)
+    images = heldout_images(data, n_images)
     rec = reconstruct(generator, images, settings, progress)
     name = evaluation_name(run_dir, path, len(images), settings.steps)
     result = {**records.identity(cfg), "checkpoint": str(path), "iteration": iteration,
               "n_images": len(images), "steps": settings.steps, "lr": settings.lr,
               "recon_mse": rec.mean}
     if quality:
-        result.update(sample_quality(run_dir, cfg, generator))
+        result.update(sample_quality(data, cfg, generator))
         name += "-quality"
     records.write_evaluation(run_dir, name, result)
     save_comparison(images, rec, run_dir / "eval" / f"{name}.png")
     return result
 
 
-def sample_quality(run_dir: Path, cfg: DictConfig, generator: torch.nn.Module) -> dict:
-    """FID/KID of G (`{"fid[<features>]": ...}`) by the run's quality settings against its
-    own split's training images; the shipped defaults for a run from before them, or one
-    trained with `quality.metrics=[]`."""
+def sample_quality(data, cfg: DictConfig, generator: torch.nn.Module) -> dict:
+    """FID/KID of G (`{"fid[<features>]": ...}`) by the run's quality settings against the
+    training images of its data (`run_data`); the shipped defaults for a run from before
+    them, or one trained with `quality.metrics=[]`."""
     from gansweep.quality.evaluation import QualityTest, quality_settings
     from gansweep.settings import Quality
 
     node = OmegaConf.merge(OmegaConf.structured(Quality), cfg.get("quality") or {})
     if not node.metrics:
         node.metrics = Quality().metrics
-    with open_dict(cfg):
-        cfg.data.split_path = str(run_dir / "split.json")
-    values = QualityTest(quality_settings(node, cfg.dataset.name), build(cfg.data),
-                         cfg.seed)(generator)
+    values = QualityTest(quality_settings(node, cfg.dataset.name), data, cfg.seed)(generator)
     if values is None:
         raise GansweepError("G of this checkpoint gives non-finite samples (it diverged): "
                             "no sample quality to measure")

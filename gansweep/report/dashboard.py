@@ -7,8 +7,9 @@ sweep's W&B runs (those of its group, as gansweep.training.wandb_logger names it
 the compared setting: the running reconstruction error against the GAN iteration (a mean line
 and a min-max band per value), the sample grids, each sample-quality series the runs logged
 (`quality/fid[digits-classifier]`...) likewise, and the runs table with each run's best
-iteration, running and final loss, and final FID/KID with the network of their features. Saving it needs W&B online (`wandb login`, runs synced); `--dry-run`
-writes instead, with no account and no network, the JSON that saving would send (`viewspec`).
+iteration, running and final loss, and final FID/KID with the network of their features.
+Saving it needs W&B online (`wandb login`, runs synced); `--dry-run` writes instead, with no
+account and no network, the JSON that saving would send (`viewspec`).
 Group names are those of `runs.wandb_group`, which W&B's filter grammar leaves as they are.
 """
 

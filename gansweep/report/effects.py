@@ -79,45 +79,51 @@ def difference_test(log_a: np.ndarray, log_b: np.ndarray, level: float = 0.95):
 def relative_effect(a: list[float], b: list[float], level: float = 0.95) -> Effect:
     """The relative difference of a's losses to b's (see the module's docstring)."""
     values = [*a, *b]
-    if not a or not b:
-        raise ValueError("each side needs at least one run with a loss")
-    if not all(math.isfinite(v) and v > 0 for v in values):
+    if a and b and not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"losses must be positive and finite to compare, got {values}")
-    log_a, log_b = [math.log(v) for v in a], [math.log(v) for v in b]
-    estimate = math.expm1(statistics.fmean(log_a) - statistics.fmean(log_b))
-    if len(a) < 2 or len(b) < 2:
-        return Effect(len(a), len(b), estimate, no_interval="one run on a side")
-    if statistics.variance(log_a) == statistics.variance(log_b) == 0:
-        return Effect(len(a), len(b), estimate, no_interval="every run of each gave one loss")
-    low, high, p = difference_test(np.array(log_a), np.array(log_b), level)
-    return Effect(len(a), len(b), estimate, math.expm1(low), math.expm1(high), float(p))
+    return _effect([math.log(v) for v in a], [math.log(v) for v in b], level, "loss",
+                   back=math.expm1)
 
 
 def absolute_effect(a: list[float], b: list[float], level: float = 0.95) -> Effect:
     """The difference of a's mean to b's, for results that may be 0 or negative."""
-    if not a or not b:
-        raise ValueError("each side needs at least one run with a value")
-    if not all(math.isfinite(v) for v in (*a, *b)):
+    if a and b and not all(math.isfinite(v) for v in (*a, *b)):
         raise ValueError(f"values must be finite to compare, got {[*a, *b]}")
-    estimate = statistics.fmean(a) - statistics.fmean(b)
+    return _effect(list(a), list(b), level, "value", back=None)
+
+
+def _effect(a: list[float], b: list[float], level: float, unit: str, back) -> Effect:
+    """The difference of the means of `a` and `b` (log losses, or values), with its interval
+    and p-value where both sides spread; `back` maps a difference of log losses back to a
+    relative difference (None: the values' own difference)."""
+    if not a or not b:
+        raise ValueError(f"each side needs at least one run with a {unit}")
+    relative = back is not None
+    back = back or float
+    estimate = back(statistics.fmean(a) - statistics.fmean(b))
     if len(a) < 2 or len(b) < 2:
         return Effect(len(a), len(b), estimate, no_interval="one run on a side",
-                      relative=False)
+                      relative=relative)
     if statistics.variance(a) == statistics.variance(b) == 0:
-        return Effect(len(a), len(b), estimate, no_interval="every run of each gave one value",
-                      relative=False)
+        return Effect(len(a), len(b), estimate, relative=relative,
+                      no_interval=f"every run of each gave one {unit}")
     low, high, p = difference_test(np.array(a), np.array(b), level)
-    return Effect(len(a), len(b), estimate, float(low), float(high), float(p), relative=False)
+    return Effect(len(a), len(b), estimate, back(low), back(high), float(p), relative=relative)
+
+
+def shown_difference(value: float, relative: bool) -> str:
+    """A difference as a finding shows it: relative in percent, absolute to 4 digits."""
+    return f"{value:+.1%}" if relative else f"{value:+.4g}"
 
 
 def finding(name_a: str, name_b: str, context: str, metric: str, effect: Effect) -> str:
     """One line that reads as a finding, e.g. `wn vs bn (dcgan, celeba): final loss -10.5%
     [95% CI -16.1%, -4.9%], p = 0.004, 5 vs 5 runs` (an absolute difference: `+0.0123`)."""
-    form = "{:+.1%}" if effect.relative else "{:+.4g}"
     head = f"{name_a} vs {name_b}{f' ({context})' if context else ''}: {metric} " \
-           f"{form.format(effect.estimate)}"
+           f"{shown_difference(effect.estimate, effect.relative)}"
     runs = f"{effect.n_a} vs {effect.n_b} run{'s' * (effect.n_a + effect.n_b > 2)}"
     if effect.p is None:
         return f"{head}, {runs}: no interval ({effect.no_interval})"
     p = "p < 0.001" if effect.p < 0.001 else f"p = {effect.p:.3f}"
-    return f"{head} [95% CI {form.format(effect.low)}, {form.format(effect.high)}], {p}, {runs}"
+    low, high = (shown_difference(x, effect.relative) for x in (effect.low, effect.high))
+    return f"{head} [95% CI {low}, {high}], {p}, {runs}"

@@ -12,9 +12,9 @@ beside it (`gansweep.report.paper`), and each pair of variants that differ in on
 (`--compare`, the norm by default) is compared over their runs: the relative difference of their
 losses with a 95% interval and a p-value (`gansweep.report.effects`). Writes `table.md`,
 `table.csv`, `table.tex`, `comparisons.csv`, `tracking.csv` (does the reconstruction error
-track sample quality: `gansweep.report.tracking`) and `recon.png` (running loss against iteration; one line per run, or a mean line and a
-min-max band per variant when it has several seeds, colour by norm; a marker at each run's
-best). The table's stability columns (`gansweep.report.stability`) say how far each variant's
+track sample quality: `gansweep.report.tracking`) and `recon.png` (running loss against
+iteration; one line per run, or a mean line and a min-max band per variant when it has
+several seeds, colour by norm; a marker at each run's best). The table's stability columns (`gansweep.report.stability`) say how far each variant's
 running loss rose after its best, and how many of its runs diverged. A multirun writes and
 prints the report when it ends (`SweepReport`, a Hydra callback).
 """
@@ -37,7 +37,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gansweep.errors import GansweepError, first_line
 from gansweep.report.effects import (ABSOLUTE_METHOD, METHOD, absolute_effect, finding,
-                                     relative_effect)
+                                     relative_effect, shown_difference)
 from gansweep.report.paper import PAPERS_LOSS, PAPERS_PENALTY, SOURCE, papers_row
 from gansweep.report.stability import COLUMNS as STABILITY
 from gansweep.report.stability import run_stability, up_to_divergence, variant_stability
@@ -248,9 +248,9 @@ def check_compared(runs: list[dict], compare: str) -> None:
 def comparisons(runs: list[dict], compare: str = "norm") -> list[dict]:
     """Each pair of variants that differ only in `compare`, for the final and the running
     loss and the final sample quality: the effect size over their runs
-    (`gansweep.report.effects`). Finished and diverged runs
-    enter with their losses (a diverged run's are results up to its divergence); runs that
-    failed or did not finish are counted beside the statistics, never in them."""
+    (`gansweep.report.effects`). Finished and diverged runs enter with their losses (a
+    diverged run's are results up to its divergence); runs that failed or did not finish are
+    counted beside the statistics, never in them."""
     runs = [r for r in runs if r["status"] != UNREADABLE]
     others = [k for k in dict.fromkeys(["arch", "dataset", *variant_keys(runs)])
               if k != compare]  # what the two sides share
@@ -348,16 +348,16 @@ def beside_the_paper(runs: list[dict]) -> str:
 
 def comparisons_latex(found: list[dict]) -> str:
     """The comparisons as a second tabular (empty without any)."""
-    def shown(x, relative):
-        return "--" if x is None else f"{x:+.1%}" if relative else f"{x:+.4g}"
+    def cell(x, relative):
+        return "--" if x is None else shown_difference(x, relative)
 
     header = ["comparison", "shared", "metric", "difference", "95% CI", "p", "runs"]
     rows = []
     for c in found:
         relative = c["difference"] == "relative"
-        interval = f"[{shown(c['ci_low'], relative)}, {shown(c['ci_high'], relative)}]"
+        interval = f"[{cell(c['ci_low'], relative)}, {cell(c['ci_high'], relative)}]"
         rows.append([f"{c['a']} vs {c['b']}", c["context"], c["metric"],
-                     shown(c["estimate"], relative), "--" if c["p"] is None else interval,
+                     cell(c["estimate"], relative), "--" if c["p"] is None else interval,
                      "--" if c["p"] is None else f"{c['p']:.3f}", f"{c['n_a']} vs {c['n_b']}"])
     return latex(header, rows).replace("%", r"\%") if found else ""
 

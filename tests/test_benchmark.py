@@ -34,7 +34,12 @@ def test_train_benchmark_times_both_loops_and_counts_their_ops():
         assert r["ratio"] == pytest.approx(r["gansweep_s"] / r["hand_s"])
         # gansweep dispatches what the hand-written loop does, give or take its loss row
         assert abs(r["gansweep_ops"] - r["hand_ops"]) <= 0.05 * r["hand_ops"]
+        # eager code on a CPU: the kernel counter counts about what the op counter counts
+        # (ops an op calls inside itself are its work, not kernels of their own)
+        for loop in ("hand", "gansweep"):
+            assert 0.9 * r[f"{loop}_ops"] <= r[f"{loop}_kernels"] <= r[f"{loop}_ops"]
         assert r["syncs_per_iter"] is None  # counted on GPUs only
+        assert r["hand_busy"] is r["gansweep_busy"] is None  # no device to leave idle
     vanilla, wn = rows
     assert wn["gansweep_ops"] > vanilla["gansweep_ops"]  # WN normalises every weight
 
@@ -62,14 +67,18 @@ def test_train_benchmark_compares_each_norm_to_vanilla_eager_and_compiled(capsys
     def row(norm, seconds, ops, compiled_s, kernels):
         return {"setting": "digits", "norm": norm, "penalty": "none", "hand_s": seconds,
                 "gansweep_s": seconds, "ratio": 1.0, "hand_ops": ops, "gansweep_ops": ops,
-                "syncs_per_iter": None, "compiled_s": compiled_s, "compiled_ratio": 1.0,
-                "compile_s": 2.0, "compiled_kernels": kernels}
+                "hand_kernels": ops, "gansweep_kernels": ops + 1, "hand_busy": None,
+                "gansweep_busy": 0.25, "syncs_per_iter": None, "compiled_s": compiled_s,
+                "compiled_ratio": 1.0, "compile_s": 2.0, "compiled_kernels": kernels,
+                "compiled_busy": 0.8}
 
     report([row("vanilla", 0.050, 250, 0.040, 200), row("wn", 0.060, 375, 0.046, 230)],
            Namespace(quick=True, compile="default", overrides=["+train.optimizer.foreach=true"]))
     said = capsys.readouterr().out
     assert "on cpu x" in said and "(quick), +train.optimizer.foreach=true;" in said
-    assert "| digits | wn | 60.0 | 46.0 | 0.767 | 1.000 | 2.0 | 375 | 230 |" in said
+    assert "| digits | wn | 60.0 | 60.0 | 1.000 | 375 | 375 | - | 375 | 376 | - | 25% |" in said
+    assert "| digits | wn | 60.0 | 46.0 | 0.767 | 1.000 | 2.0 | 375 | 230 | 376 | 25% | 80% |" \
+        in said
     assert "digits: wn / vanilla (gansweep): 1.20x time, 1.50x ops" in said
     assert "digits: wn / vanilla (compiled): 1.15x time, 1.15x kernels" in said
 
@@ -103,6 +112,22 @@ def test_the_kernel_counter_counts_eager_code_as_the_op_counter_does():
     with OpCounter() as ops, KernelCounter() as kernels:
         step()
     assert kernels.kernels == ops.ops == 9
+
+
+def test_the_gpus_busy_time_is_the_union_of_its_kernels_intervals():
+    import random
+
+    from gansweep.benchmark.train import busy_seconds
+
+    # by hand: [0, 10] and [5, 12] overlap (two streams), [20, 25] alone, [21, 22] inside it
+    assert busy_seconds([(20, 25), (0, 10), (21, 22), (5, 12)]) == pytest.approx(17e-6)
+    assert busy_seconds([]) == 0
+    # against counting the covered microseconds one by one
+    rng = random.Random(0)
+    for _ in range(200):
+        spans = [(a, a + rng.randint(0, 30)) for a in (rng.randint(0, 100) for _ in range(8))]
+        covered = {t for start, end in spans for t in range(start, end)}
+        assert busy_seconds(spans) == pytest.approx(len(covered) * 1e-6)
 
 
 def test_train_benchmark_prices_a_gradient_penalty_against_none(monkeypatch, capsys):

@@ -1,8 +1,7 @@
 """What only a CUDA GPU can show; skipped without one (the CI machine has none).
 
-On a machine with a GPU: `pytest tests/test_gpu.py` (a few minutes), then the benchmarks
-(`python -m gansweep.benchmark train --quick --settings dcgan64 --compile reduce-overhead`,
-`python -m gansweep.benchmark packed --quick`) for the figures docs/benchmarks.md lacks.
+On a machine with a GPU, `bash launch/gpu_check.sh OUT_DIR` runs these and every benchmark
+docs/benchmarks.md quotes, in at most 8 minutes.
 """
 
 import json
@@ -66,6 +65,19 @@ def test_steady_state_iterations_do_not_wait_for_the_gpu(tmp_path):
     window = Window(plan)
     train(cfg, callbacks=[window])
     assert window.syncs is not None and window.syncs <= plan.reads
+
+
+def test_the_train_benchmark_sees_the_gpus_kernels_and_its_busy_share():
+    """What only a GPU shows the benchmark: launches counted from the profiler's CUDA
+    events, and the share of the iteration the device spent running them."""
+    from gansweep.benchmark import main
+
+    (row,) = main(["train", "--settings", "digits", "--norms", "wn", "--log-every", "2",
+                   "--reads", "1", "--repeat", "1"])
+    for loop in ("hand", "gansweep"):
+        assert 0.5 * row[f"{loop}_ops"] <= row[f"{loop}_kernels"] <= 2 * row[f"{loop}_ops"]
+        assert 0 < row[f"{loop}_busy"] <= 1.05, loop  # the profiler's clock vs the timer's
+    assert row["syncs_per_iter"] is not None
 
 
 @pytest.mark.parametrize("norm", ["vanilla", "bn", "wn"])

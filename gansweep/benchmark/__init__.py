@@ -7,22 +7,24 @@
     python -m gansweep.benchmark packed     # K seeds packed into one network vs apart
     python -m gansweep.benchmark quality    # what evaluation costs a run, each test's share
 
-Each subcommand is a module here with `add_arguments`, `run` and `report`.
+Each subcommand is a module here with `add_arguments`, `run` and `report`; `--json FILE`
+after any of them also writes its figures there (what `launch/gpu_check.sh` collects).
 """
 
 from __future__ import annotations
 
 import argparse
-
-from gansweep.benchmark import data, memory, packed, quality, recon, train
+import importlib
+import json
+from pathlib import Path
 
 BENCHMARKS = {
-    "train": (train, "gansweep's training loop against a hand-written one"),
-    "recon": (recon, "the batched evaluator against the paper's loop"),
-    "data": (data, "each data set's loader against the training step"),
-    "memory": (memory, "peak memory of training and of the final test, both archs at 64 px"),
-    "packed": (packed, "K seeds packed into one network against K networks apart"),
-    "quality": (quality, "what evaluation costs a run: each test's share of its time"),
+    "train": "gansweep's training loop against a hand-written one",
+    "recon": "the batched evaluator against the paper's loop",
+    "data": "each data set's loader against the training step",
+    "memory": "peak memory of training and of the final test, both archs at 64 px",
+    "packed": "K seeds packed into one network against K networks apart",
+    "quality": "what evaluation costs a run: each test's share of its time",
 }
 
 
@@ -30,11 +32,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gansweep.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, (module, summary) in BENCHMARKS.items():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the figures to FILE as JSON")
+    # imported here, not above: `gpu_check` imports this package before what the benchmarks
+    # import (hydra, wandb) is installed
+    modules = {name: importlib.import_module(f"gansweep.benchmark.{name}") for name in BENCHMARKS}
+    for name, summary in BENCHMARKS.items():
+        module = modules[name]
         module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__,
+                                            parents=[common],
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
-    module = BENCHMARKS[args.what][0]
+    module = modules[args.what]
     result = module.run(args)
     module.report(result, args)
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": args.what, "result": result}, indent=1))
     return result

@@ -14,8 +14,11 @@ periodic read-back of the losses (rows, W&B points, divergence check) is inside 
 running test and checkpoints (timed by `benchmark recon`) are outside it.
 
 It also counts the aten ops each path dispatches in one steady-state iteration (views
-excluded: they launch nothing; on a GPU nearly every other op is one kernel launch), and on
-a GPU the host-device syncs per iteration in gansweep's window (`torch.cuda.set_sync_debug_mode`).
+excluded: they launch nothing; on a GPU nearly every other op is one kernel launch) and the
+kernels it runs (`KernelCounter`), and on a GPU the host-device syncs per iteration in
+gansweep's window (`torch.cuda.set_sync_debug_mode`) and the GPU's busy share: the time its
+kernels take in one iteration (torch's profiler, the union over streams) over the iteration's
+wall time (timed without the profiler). A launch-bound loop leaves the GPU mostly idle.
 
 `--overrides KEY=VALUE ...` applies Hydra overrides to every run of both loops (e.g.
 `+train.optimizer.foreach=true`, RMSProp as torch runs it on a GPU).
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from torch._inductor import config as inductor_config
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -121,7 +125,8 @@ class KernelCounter:
       run outside any other counted op, views and allocations excluded (on eager code, the
       ops `OpCounter` counts).
     - On a GPU: the launches the host makes (kernels, CUDA graphs, copies), which is what a
-      launch-bound iteration pays for."""
+      launch-bound iteration pays for; `gpu_seconds` is the time the device spent running
+      them (None on a CPU)."""
 
     def __enter__(self):
         activities = [ProfilerActivity.CPU]
@@ -134,8 +139,23 @@ class KernelCounter:
     def __exit__(self, *exc):
         self._profile.__exit__(*exc)
         events = self._profile.events()
-        self.kernels = (sum(e.name in CUDA_LAUNCHES for e in events) if torch.cuda.is_available()
+        on_gpu = torch.cuda.is_available()
+        self.kernels = (sum(e.name in CUDA_LAUNCHES for e in events) if on_gpu
                         else sum(_is_cpu_kernel(e) for e in events))
+        self.gpu_seconds = busy_seconds(
+            (e.time_range.start, e.time_range.end) for e in events
+            if e.device_type == DeviceType.CUDA) if on_gpu else None
+
+
+def busy_seconds(intervals) -> float:
+    """Seconds covered by the union of (start, end) intervals in microseconds: the device's
+    busy time, where kernels on two streams overlap."""
+    busy, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return busy / 1e6
 
 
 CUDA_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
@@ -179,21 +199,29 @@ def compose_run(tmp: Path, setting: str, norm: str, plan: Plan, name: str, extra
         "wandb.mode=offline", *extra)
 
 
-def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
-    """(seconds per iteration, ops in one iteration) of the minimal loop."""
+def counting(counters) -> contextlib.ExitStack:
+    """All of `counters` (`OpCounter`, `KernelCounter`) active together."""
+    stack = contextlib.ExitStack()
+    for counter in counters:
+        stack.enter_context(counter)
+    return stack
+
+
+def hand_loop(cfg, plan: Plan, counters=()) -> float:
+    """Seconds per iteration of the minimal loop; `counters` count its iteration
+    `plan.warmup - 2`."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     L.seed_everything(cfg.seed, verbose=False)
     model = instantiate(cfg.model)
     G, D = model.generator.to(device), model.discriminator.to(device)
     opt_d, opt_g = model.configure_optimizers()
     batches = iter(build(cfg.data).train_dataloader())
-    counter, start = OpCounter(), 0.0
+    start = 0.0
     for i in range(plan.warmup + plan.timed):
         if i == plan.warmup:
             synchronize()
             start = time.perf_counter()
-        counting = counter if i == plan.warmup - 2 else contextlib.nullcontext()
-        with counting:
+        with counting(counters) if i == plan.warmup - 2 else contextlib.nullcontext():
             real = next(batches)[0].to(device, non_blocking=True)
             n = len(real)
             fake = G(torch.randn(n, G.code_dim, device=device)).detach()
@@ -214,22 +242,22 @@ def hand_loop(cfg, plan: Plan) -> tuple[float, int]:
             opt_g.step()
             D.requires_grad_(True)
     synchronize()
-    return (time.perf_counter() - start) / plan.timed, counter.ops
+    return (time.perf_counter() - start) / plan.timed
 
 
 class Window(L.Callback):
     """Times gansweep's iterations [warmup, warmup + timed), counts in one iteration before
-    them with `counter` (an `OpCounter`, a `KernelCounter` or None), and on a GPU counts the
-    syncs inside the window."""
+    them with `counters` (`OpCounter`, `KernelCounter`), and on a GPU counts the syncs inside
+    the window."""
 
-    def __init__(self, plan: Plan, counter: OpCounter | KernelCounter | None = None):
-        self.plan, self.counter = plan, counter
+    def __init__(self, plan: Plan, counters=()):
+        self.plan, self.counters, self._counting = plan, counters, None
         self.seconds = self.syncs = self.compile_seconds = None
         self._caught = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2 and self.counter is not None:
-            self.counter.__enter__()
+        if batch_idx == self.plan.warmup - 2:
+            self._counting = counting(self.counters).__enter__()
         if batch_idx == self.plan.warmup:
             synchronize()
             self._sync_watch(start=True)
@@ -240,8 +268,8 @@ class Window(L.Callback):
             self._sync_watch(start=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.plan.warmup - 2 and self.counter is not None:
-            self.counter.__exit__(None, None, None)
+        if batch_idx == self.plan.warmup - 2:
+            self._counting.close()
         if batch_idx == 0:
             self.compile_seconds = pl_module.compile_seconds
 
@@ -260,43 +288,54 @@ class Window(L.Callback):
             self.syncs = sum("synchroniz" in str(w.message) for w in self._records)
 
 
-def gansweep_loop(cfg, plan: Plan, log: Path, counter=None) -> Window:
-    """gansweep's run, observed: `seconds` per iteration, `counter`'s count in one iteration,
+def gansweep_loop(cfg, plan: Plan, log: Path, counters=()) -> Window:
+    """gansweep's run, observed: `seconds` per iteration, `counters`' counts in one iteration,
     `syncs` in the window (None on CPU), `compile_seconds` (None when eager)."""
-    window = Window(plan, counter)
+    window = Window(plan, counters)
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         train(cfg, callbacks=[window])
     return window
 
 
+def busy_share(counter: KernelCounter, seconds: float) -> float | None:
+    """The share of an iteration's wall time the GPU spent running its kernels (None on a
+    CPU, where there is no device to leave idle)."""
+    return None if counter.gpu_seconds is None else counter.gpu_seconds / seconds
+
+
 def measure(setting: str, norm: str, plan: Plan, tmp: Path, compile_mode: str | None,
             penalty: str = "none", overrides: tuple[str, ...] = ()) -> dict:
-    hand, full, compiled, compile_s, ops, syncs, kernels = [], [], [], [], {}, None, None
+    hand, full, compiled, compile_s, syncs = [], [], [], [], None
     extra = [f"penalty={penalty}", *overrides]
     for r in range(plan.repeat):  # interleaved, so drifts in machine speed hit both alike
-        seconds, ops["hand"] = hand_loop(
-            compose_run(tmp, setting, norm, plan, f"hand{r}", extra), plan)
-        hand.append(seconds)
+        hand_ops, hand_kernels = OpCounter(), KernelCounter()
+        hand.append(hand_loop(compose_run(tmp, setting, norm, plan, f"hand{r}", extra), plan,
+                              (hand_ops, hand_kernels)))
         cfg = compose_run(tmp, setting, norm, plan, f"{setting}-{norm}-{penalty}-{r}", extra)
-        window = gansweep_loop(cfg, plan, tmp / "runs.log", OpCounter())
+        ops, kernels = OpCounter(), KernelCounter()
+        window = gansweep_loop(cfg, plan, tmp / "runs.log", (ops, kernels))
         full.append(window.seconds)
-        ops["gansweep"], syncs = window.counter.ops, window.syncs
+        syncs = window.syncs
         if compile_mode and not VARIANTS[norm].cannot_compile:  # else refused (validate)
             cfg = compose_run(tmp, setting, norm, plan,
                               f"{setting}-{norm}-{penalty}-compiled-{r}",
                               [*extra, f"train.compile={compile_mode}"])
-            window = gansweep_loop(cfg, plan, tmp / "runs.log", KernelCounter())
+            compiled_kernels = KernelCounter()
+            window = gansweep_loop(cfg, plan, tmp / "runs.log", (compiled_kernels,))
             compiled.append(window.seconds)
             compile_s.append(window.compile_seconds)
-            kernels = window.counter.kernels
     h, f = statistics.median(hand), statistics.median(full)
     c = statistics.median(compiled) if compiled else None
-    return {"setting": setting, "norm": norm, "penalty": penalty, "hand_s": h, "gansweep_s": f, "ratio": f / h,
-            "hand_runs_s": hand, "gansweep_runs_s": full, "hand_ops": ops["hand"],
-            "gansweep_ops": ops["gansweep"],
+    return {"setting": setting, "norm": norm, "penalty": penalty, "hand_s": h, "gansweep_s": f,
+            "ratio": f / h, "hand_runs_s": hand, "gansweep_runs_s": full,
+            "hand_ops": hand_ops.ops, "gansweep_ops": ops.ops,
+            "hand_kernels": hand_kernels.kernels, "gansweep_kernels": kernels.kernels,
+            "hand_busy": busy_share(hand_kernels, h), "gansweep_busy": busy_share(kernels, f),
             "syncs_per_iter": None if syncs is None else syncs / plan.timed,
             "compiled_s": c, "compiled_ratio": None if c is None else c / h,
-            "compile_s": compile_s[0] if compile_s else None, "compiled_kernels": kernels}
+            "compile_s": compile_s[0] if compile_s else None,
+            "compiled_kernels": compiled_kernels.kernels if compiled else None,
+            "compiled_busy": busy_share(compiled_kernels, c) if compiled else None}
 
 
 def plan_for(setting: str, args) -> Plan:
@@ -358,24 +397,28 @@ def report(rows: list[dict], args) -> None:
           f"{''.join(f', {o}' for o in args.overrides)}; "
           f"medians of interleaved repeats:")
     print("| setting | norm | hand ms/it | gansweep ms/it | ratio | hand ops/it | "
-          "gansweep ops/it | syncs/it |")
-    print("|---|---|---|---|---|---|---|---|")
+          "gansweep ops/it | syncs/it | hand kernels/it | gansweep kernels/it | "
+          "GPU busy hand | GPU busy gansweep |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         syncs = "-" if r["syncs_per_iter"] is None else f"{r['syncs_per_iter']:.2f}"
         print(f"| {r['setting']} | {label(r)} | {1000 * r['hand_s']:.1f} | "
               f"{1000 * r['gansweep_s']:.1f} | {r['ratio']:.3f} | {r['hand_ops']} | "
-              f"{r['gansweep_ops']} | {syncs} |")
+              f"{r['gansweep_ops']} | {syncs} | {r['hand_kernels']} | {r['gansweep_kernels']} | "
+              f"{percent(r['hand_busy'])} | {percent(r['gansweep_busy'])} |")
     if args.compile:
         print(f"train.compile={args.compile} (first iteration: the compilation, first repeat; "
               f"later repeats reuse inductor's on-disk cache):")
         print("| setting | norm | eager ms/it | compiled ms/it | compiled / eager | "
-              "compiled / hand | first iteration s | eager ops/it | compiled kernels/it |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "compiled / hand | first iteration s | eager ops/it | compiled kernels/it | "
+              "eager kernels/it | GPU busy eager | GPU busy compiled |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in (r for r in rows if r["compiled_s"] is not None):
             print(f"| {r['setting']} | {label(r)} | {1000 * r['gansweep_s']:.1f} | "
                   f"{1000 * r['compiled_s']:.1f} | {r['compiled_s'] / r['gansweep_s']:.3f} | "
                   f"{r['compiled_ratio']:.3f} | {r['compile_s']:.1f} | {r['gansweep_ops']} | "
-                  f"{r['compiled_kernels']} |")
+                  f"{r['compiled_kernels']} | {r['gansweep_kernels']} | "
+                  f"{percent(r['gansweep_busy'])} | {percent(r['compiled_busy'])} |")
     for setting in dict.fromkeys(r["setting"] for r in rows):
         by_norm = {r["norm"]: r for r in rows
                    if r["setting"] == setting and r["penalty"] == "none"}
@@ -397,6 +440,11 @@ def report(rows: list[dict], args) -> None:
             print(f"{r['setting']}: {r['norm']} with {r['penalty']} / without (gansweep): "
                   f"{r['gansweep_s'] / without['gansweep_s']:.2f}x time, "
                   f"{r['gansweep_ops'] / without['gansweep_ops']:.2f}x ops")
+
+
+def percent(share: float | None) -> str:
+    """A share as a percentage; "-" where there is none (the GPU's busy share on a CPU)."""
+    return "-" if share is None else f"{100 * share:.0f}%"
 
 
 def label(row: dict) -> str:

@@ -7,12 +7,12 @@ The shell script runs this module, from the tree, before anything else is instal
 imports nothing beyond the standard library). It installs what the machine lacks from a
 folder of wheels, and gansweep itself as a user installs it, into a scratch folder the steps
 get on PYTHONPATH (`install`), then runs each step (`STEPS`) as a process of its own, under
-its own time limit, away from the tree: a step that overruns is
-killed with everything it started, recorded as "timed out", and the next one runs. A step's
-figures come from its own files (`--json` for the benchmarks, JUnit XML for the tests), so
-a step that fails or overruns cannot spoil another's. It writes `gpu_check.json` (every
-figure, the commands, the environment) and `gpu_check.md` (one table) into OUT_DIR, the
-install's and each step's output to `steps.log`, and prints the table last.
+its own time limit, away from the tree: a step that overruns is killed with everything it
+started, recorded as "timed out", and the next one runs. A step's figures come from its own
+files (`--json` for the benchmarks, JUnit XML for the tests), so a step that fails or
+overruns cannot spoil another's. It writes `gpu_check.json` (every figure, the commands,
+the environment) and `gpu_check.md` (one table) into OUT_DIR, the install's and each step's
+output to `steps.log`, and prints the table last.
 
 The limits add up to the 8 minutes a lent GPU's check may take (`BUDGET_S`, the install
 included); a dry run passes tiny sizes to the same commands, and a test runs it on a CPU.

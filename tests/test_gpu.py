@@ -100,3 +100,13 @@ def test_packed_seeds_compiled_with_cuda_graphs_train_as_the_eager_packed_ones(t
         a, b = numbers(graphed[seed]), numbers(eager[seed])
         assert len(a) == len(b) == 3
         torch.testing.assert_close(a[0], b[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_compiled_with_cuda_graphs_repeats_itself(tmp_path):
+    """`trainer.deterministic` (on by default) promises that a rerun gives the same numbers;
+    whether CUDA graphs keep that promise is one condition for making them a GPU default."""
+    settings = [*TINY_RUN, "norm=wn", "train.iters=3", "final.steps=2",
+                "train.compile=reduce-overhead"]
+    first, again = (numbers(train_run(compose_config(
+        tmp_path, *settings, f"run_dir='{tmp_path}/run{i}'", tiny=False))) for i in (0, 1))
+    assert len(first) == 3 and torch.equal(first, again)

@@ -94,6 +94,19 @@ def test_a_gpus_figures_go_into_one_table_with_every_step_and_its_status():
     assert bn == "| train bn | timed out | 75 (75) | - (last said: compiling / waiting) |"
 
 
+def test_tests_stopped_at_their_limit_still_count_those_that_ended(tmp_path):
+    said = ["tests/test_gpu.py::test_a PASSED                  [ 14%]",
+            "tests/test_gpu.py::test_b[vanilla] FAILED         [ 28%]",
+            "tests/test_gpu.py::test_c SKIPPED (needs a CUDA GPU) [ 42%]",
+            "tests/test_gpu.py::test_d "]  # running when the step was killed
+    figures = gpu_check.read_figures("tests", tmp_path / "no-report.xml", said)
+    assert (figures["passed"], figures["failures"], figures["skipped"]) == (1, 1, 1)
+    assert figures["failed_tests"] == ["test_b[vanilla]"] and figures["partial"]
+    assert gpu_check.summarise("tests", figures) == \
+        "1 passed, 1 failed, 1 skipped before it was stopped; failed: test_b[vanilla]"
+    assert gpu_check.read_figures("tests", tmp_path / "no-report.xml", ["collecting"]) is None
+
+
 def test_without_its_wheels_the_install_says_where_to_get_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(gpu_check.NEEDED, "no_such_module_here", "no-such-dist")
     (tmp_path / "site").mkdir()

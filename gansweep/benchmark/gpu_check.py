@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,11 +66,11 @@ def train_step(norm: str, dry_compiles: bool) -> Step:
                 # inductor's CPU compile takes ~30 s a norm here: one norm exercises it
                 dry=("train", "--settings", "digits", "--norms", norm, "--log-every", "2",
                      "--reads", "1", "--repeat", "1", *compiled * dry_compiles),
-                limit_s=75)
+                limit_s=70)
 
 
 STEPS = (
-    Step("tests", "tests", gpu=(), dry=(), limit_s=100),
+    Step("tests", "tests", gpu=(), dry=(), limit_s=120),
     train_step("wn", dry_compiles=True),
     train_step("vanilla", dry_compiles=False),
     train_step("bn", dry_compiles=False),
@@ -78,7 +79,7 @@ STEPS = (
               "--copies", "1", "2", "4", "8", "16"),
          dry=("packed", "--settings", "digits", "--norms", "wn", "--copies", "1", "2",
               "--quick"),
-         limit_s=30),
+         limit_s=25),
     Step("evaluator", "recon",
          gpu=("recon", "--norm", "wn", "--steps", "50", "--repeat", "3"),
          dry=("recon", "--norm", "wn", "--image-size", "32", "--width", "8", "--n-images",
@@ -95,7 +96,8 @@ STEPS = (
 def command(step: Step, dry_run: bool, repo: Path, figures: Path) -> list[str]:
     if step.kind == "tests":
         # the tests' own directory is on sys.path for conftest; gansweep is the installed one
-        return [sys.executable, "-m", "pytest", str(repo / "tests" / "test_gpu.py"), "-q",
+        # -v: each test's outcome in the log as it ends, should the step run out of time
+        return [sys.executable, "-m", "pytest", str(repo / "tests" / "test_gpu.py"), "-v",
                 "-p", "no:cacheprovider", f"--rootdir={repo}", f"--junitxml={figures}"]
     return [*MODULE, *(step.dry if dry_run else step.gpu), "--json", str(figures)]
 
@@ -124,28 +126,46 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def read_figures(kind: str, path: Path):
-    """A step's figures from its file; None where it wrote none (it failed or overran)."""
-    if not path.exists():
-        return None
+def read_figures(kind: str, path: Path, said: list[str]):
+    """A step's figures from its file; None where it wrote none (it failed or overran),
+    but for the tests: those that ended before pytest was stopped, from its -v lines."""
     if kind == "tests":
-        suite = ET.parse(path).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-        counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-        failed = [case.get("name") for case in suite.iter("testcase")
-                  if case.find("failure") is not None or case.find("error") is not None]
-        return {**counts, "passed": counts["tests"] - counts["failures"] - counts["errors"]
-                - counts["skipped"], "failed_tests": failed}
-    return json.loads(path.read_text())["result"]
+        return tests_from_junit(path) if path.exists() else tests_from_log(said)
+    return json.loads(path.read_text())["result"] if path.exists() else None
 
 
-def last_line(log: Path, start: int) -> str | None:
-    """The last thing a step said (from byte `start` of the log): why it failed, mostly."""
+def tests_from_junit(path: Path) -> dict:
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    failed = [case.get("name") for case in suite.iter("testcase")
+              if case.find("failure") is not None or case.find("error") is not None]
+    return {**counts, "passed": counts["tests"] - counts["failures"] - counts["errors"]
+            - counts["skipped"], "failed_tests": failed, "partial": False}
+
+
+def tests_from_log(said: list[str]) -> dict | None:
+    """pytest -v's "path::test OUTCOME" lines: the tests that ended, when no report came."""
+    outcomes = {}
+    for line in said:
+        found = re.search(r"::(\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", line)
+        if found:
+            outcomes[found[1]] = found[2]
+    if not outcomes:
+        return None
+    failed = [name for name, outcome in outcomes.items() if outcome in ("FAILED", "ERROR")]
+    skipped = sum(outcome == "SKIPPED" for outcome in outcomes.values())
+    return {"tests": len(outcomes), "failures": len(failed), "errors": 0, "skipped": skipped,
+            "passed": len(outcomes) - len(failed) - skipped, "failed_tests": failed,
+            "partial": True}
+
+
+def said_since(log: Path, start: int) -> list[str]:
+    """What a step said: the log's non-empty lines from byte `start`, the check's own out."""
     with open(log, "rb") as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().decode(errors="replace").splitlines()]
-    said = [line for line in lines if line and not line.startswith("== ")]
-    return said[-1][:300] if said else None
+    return [line for line in lines if line and not line.startswith("== ")]
 
 
 def ms(seconds: float) -> str:
@@ -163,6 +183,7 @@ def summarise(kind: str, figures) -> str:
     if kind == "tests":
         said = (f"{figures['passed']} passed, {figures['failures'] + figures['errors']} failed, "
                 f"{figures['skipped']} skipped")
+        said += " before it was stopped" * bool(figures.get("partial"))
         return said + "".join(f"; failed: {name}" for name in figures["failed_tests"])
     if kind == "train":
         parts = []
@@ -352,13 +373,13 @@ def run_steps(out: Path, repo: Path, wheels: Path, dry_run: bool, scratch: Path)
             print(f"gpu_check: {step.name} (limit {step.limit_s} s)", file=sys.stderr, flush=True)
             said_from = log.tell()
             status, seconds = run_limited(cmd, step.limit_s, log, work, env)
-            figures = read_figures(step.kind, figures_file)
+            said = said_since(out / "steps.log", said_from)
             print(f"== {step.name}: {status} in {seconds:.1f} s", file=log, flush=True)
-            report["steps"].append({"name": step.name, "kind": step.kind,
-                                    "command": " ".join(cmd[1:]), "limit_s": step.limit_s,
-                                    "status": status, "seconds": seconds, "figures": figures,
-                                    "last_line": None if status == "ok"
-                                    else last_line(out / "steps.log", said_from)})
+            report["steps"].append({
+                "name": step.name, "kind": step.kind, "command": " ".join(cmd[1:]),
+                "limit_s": step.limit_s, "status": status, "seconds": seconds,
+                "figures": read_figures(step.kind, figures_file, said),
+                "last_line": said[-1][:300] if status != "ok" and said else None})
     return report
 
 

@@ -132,11 +132,13 @@ class KernelCounter:
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
+        synchronize()  # what earlier code queued runs before the count starts
         self._profile = torch.profiler.profile(activities=activities)
         self._profile.__enter__()
         return self
 
     def __exit__(self, *exc):
+        synchronize()  # the counted code's kernels finish (and are recorded) before it ends
         self._profile.__exit__(*exc)
         events = self._profile.events()
         on_gpu = torch.cuda.is_available()

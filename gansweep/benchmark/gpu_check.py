@@ -352,6 +352,23 @@ def check(out: Path, repo: Path, wheels: Path, dry_run: bool) -> dict:
     return report
 
 
+def run_step(step: Step, dry_run: bool, repo: Path, work: Path, env: dict, log) -> dict:
+    """One step under its limit, in `work`, its output appended to `log` (a file opened for
+    appending); its record in the report."""
+    figures_file = work / f"{step.name.replace(' ', '_')}.figures"
+    cmd = command(step, dry_run, repo, figures_file)
+    print(f"== {step.name}: {' '.join(cmd)}", file=log, flush=True)
+    print(f"gpu_check: {step.name} (limit {step.limit_s} s)", file=sys.stderr, flush=True)
+    said_from = log.tell()
+    status, seconds = run_limited(cmd, step.limit_s, log, work, env)
+    said = said_since(Path(log.name), said_from)
+    print(f"== {step.name}: {status} in {seconds:.1f} s", file=log, flush=True)
+    return {"name": step.name, "kind": step.kind, "command": " ".join(cmd[1:]),
+            "limit_s": step.limit_s, "status": status, "seconds": seconds,
+            "figures": read_figures(step.kind, figures_file, said),
+            "last_line": said[-1][:300] if status != "ok" and said else None}
+
+
 def run_steps(out: Path, repo: Path, wheels: Path, dry_run: bool, scratch: Path) -> dict:
     """The install, the environment's probe and every step; the report without its total."""
     site, work = scratch / "site", scratch / "work"
@@ -367,19 +384,7 @@ def run_steps(out: Path, repo: Path, wheels: Path, dry_run: bool, scratch: Path)
             [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
         report["environment"] = environment(log, work, env)
         for step in STEPS:
-            figures_file = work / f"{step.name.replace(' ', '_')}.figures"
-            cmd = command(step, dry_run, repo, figures_file)
-            print(f"== {step.name}: {' '.join(cmd)}", file=log, flush=True)
-            print(f"gpu_check: {step.name} (limit {step.limit_s} s)", file=sys.stderr, flush=True)
-            said_from = log.tell()
-            status, seconds = run_limited(cmd, step.limit_s, log, work, env)
-            said = said_since(out / "steps.log", said_from)
-            print(f"== {step.name}: {status} in {seconds:.1f} s", file=log, flush=True)
-            report["steps"].append({
-                "name": step.name, "kind": step.kind, "command": " ".join(cmd[1:]),
-                "limit_s": step.limit_s, "status": status, "seconds": seconds,
-                "figures": read_figures(step.kind, figures_file, said),
-                "last_line": said[-1][:300] if status != "ok" and said else None})
+            report["steps"].append(run_step(step, dry_run, repo, work, env, log))
     return report
 
 

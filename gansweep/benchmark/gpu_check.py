@@ -257,6 +257,7 @@ def probe() -> None:
 
     import gansweep
     import gansweep.job  # imports everything a run imports
+    from gansweep.benchmark.common import device_name
 
     def version(name: str) -> str | None:
         try:
@@ -275,9 +276,7 @@ def probe() -> None:
             if have is None or not req.specifier.contains(have, prereleases=True):
                 unmet.append(f"{dist.metadata['Name']} needs {req} (here: {have})")
     print(json.dumps({
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available()
-        else f"cpu x{torch.get_num_threads()}",
-        "python": sys.version.split()[0], "torch": torch.__version__,
+        "device": device_name(), "python": sys.version.split()[0], "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "versions": {name: version(name) for name in (
             "torchvision", "lightning", "torchmetrics", "torch-fidelity", "hydra-core",
@@ -334,7 +333,7 @@ def install(repo: Path, wheels: Path, site: Path, log) -> dict:
                         site)[0]
     status = status if built == "ok" else built
     return {"status": status, "seconds": time.perf_counter() - start, "missing": missing,
-            "installed": [w.name.split("-")[0] for w in wheel_files] if missing else [],
+            "installed": [w.name.split("-")[0] for w in wheel_files],
             "limit_s": 2 * INSTALL_LIMIT_S}
 
 

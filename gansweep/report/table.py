@@ -14,9 +14,10 @@ losses with a 95% interval and a p-value (`gansweep.report.effects`). Writes `ta
 `table.csv`, `table.tex`, `comparisons.csv`, `tracking.csv` (does the reconstruction error
 track sample quality: `gansweep.report.tracking`) and `recon.png` (running loss against
 iteration; one line per run, or a mean line and a min-max band per variant when it has
-several seeds, colour by norm; a marker at each run's best). The table's stability columns (`gansweep.report.stability`) say how far each variant's
-running loss rose after its best, and how many of its runs diverged. A multirun writes and
-prints the report when it ends (`SweepReport`, a Hydra callback).
+several seeds, colour by norm; a marker at each run's best). The table's stability columns
+(`gansweep.report.stability`) say how far each variant's running loss rose after its best,
+and how many of its runs diverged. A multirun writes and prints the report when it ends
+(`SweepReport`, a Hydra callback).
 """
 
 from __future__ import annotations
